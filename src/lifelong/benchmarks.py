@@ -1,0 +1,88 @@
+"""Named benchmarks: a builder (permuted, rotated, split) applied to a dataset, in a scenario.
+
+    stream = lifelong.benchmarks.permuted("digits", n_tasks=5, seed=0)
+    stream = lifelong.benchmarks.build("split-mnist", n_tasks=5, scenario="class", data_dir="data/")
+"""
+
+from __future__ import annotations
+
+import functools
+
+from lifelong.data import builders
+from lifelong.data.datasets import DATASETS, Dataset, load
+from lifelong.data.task import Stream, make_stream
+from lifelong.errors import LifelongError
+
+BUILDERS = ("permuted", "rotated", "split")
+# The scenario each builder is usually run in; any scenario the tasks admit can be asked for.
+DEFAULT_SCENARIO = {"permuted": "domain", "rotated": "domain", "split": "task"}
+NAMES = tuple(f"{b}-{d}" for b in BUILDERS for d in DATASETS)
+
+
+@functools.lru_cache(maxsize=4)
+def dataset(name: str, data_dir: str | None = None) -> Dataset:
+    """A dataset, loaded once per process (several seeds or methods reuse it)."""
+    return load(name, data_dir)
+
+
+def permuted(
+    dataset_name: str = "digits",
+    n_tasks: int = 5,
+    scenario: str | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+    permute_first: bool = False,
+    pad_to: int | None = None,
+    samples_per_task: int | None = None,
+    task_order: list[int] | None = None,
+) -> Stream:
+    data = dataset(dataset_name, data_dir)
+    raw = builders.permuted(data, n_tasks, seed, permute_first, pad_to, samples_per_task)
+    return _stream("permuted", data, raw, scenario, task_order)
+
+
+def rotated(
+    dataset_name: str = "digits",
+    n_tasks: int = 5,
+    scenario: str | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+    angles: list[float] | None = None,
+    samples_per_task: int | None = None,
+    task_order: list[int] | None = None,
+) -> Stream:
+    data = dataset(dataset_name, data_dir)
+    raw = builders.rotated(data, n_tasks, angles, seed, samples_per_task)
+    return _stream("rotated", data, raw, scenario, task_order)
+
+
+def split(
+    dataset_name: str = "digits",
+    n_tasks: int = 5,
+    scenario: str | None = None,
+    seed: int = 0,
+    data_dir: str | None = None,
+    classes_per_task: int | None = None,
+    class_order: list[int] | None = None,
+    samples_per_task: int | None = None,
+    task_order: list[int] | None = None,
+) -> Stream:
+    data = dataset(dataset_name, data_dir)
+    raw = builders.split(data, n_tasks, classes_per_task, class_order, seed, samples_per_task)
+    return _stream("split", data, raw, scenario, task_order)
+
+
+def _stream(kind, data, raw, scenario, task_order) -> Stream:
+    raw = builders.reorder(raw, task_order)
+    return make_stream(
+        f"{kind}-{data.name}", raw, scenario or DEFAULT_SCENARIO[kind], data.image_shape, data.class_names
+    )
+
+
+def build(name: str, **options) -> Stream:
+    """Build a benchmark by its name, e.g. ``permuted-digits``; options go to the builder."""
+    kind, _, data_name = name.partition("-")
+    if name not in NAMES:
+        raise LifelongError(f"unknown benchmark {name!r}; choose one of: {', '.join(NAMES)}")
+    builder = {"permuted": permuted, "rotated": rotated, "split": split}[kind]
+    return builder(data_name, **options)

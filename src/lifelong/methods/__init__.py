@@ -1,0 +1,31 @@
+"""Methods by name. Each is a dataclass whose fields are its hyper-parameters."""
+
+from __future__ import annotations
+
+from lifelong.errors import LifelongError
+from lifelong.methods.base import Method
+from lifelong.methods.baselines import Cumulative, Finetune, Independent, Joint
+
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in (Finetune, Joint, Cumulative, Independent)
+}
+
+
+def get(name: str) -> type[Method]:
+    if name not in METHODS:
+        raise LifelongError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def create(name: str, **hyperparameters) -> Method:
+    cls = get(name)
+    known = {f.name for f in cls.hyperparameters()}
+    unknown = set(hyperparameters) - known
+    if unknown:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(unknown))
+        has = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(known)) or "none"
+        raise LifelongError(f"{flags} is not a setting of {name} (its settings: {has})")
+    return cls(**hyperparameters)
+
+
+__all__ = ["METHODS", "Method", "Finetune", "Joint", "Cumulative", "Independent", "get", "create"]

@@ -1,0 +1,99 @@
+"""The Method base class: the few hooks that fit() calls, each with a default that does nothing extra.
+
+A method is a small class whose constructor arguments are its hyper-parameters (a dataclass: the CLI
+and ``lifelong list`` read their names, defaults and help from it). fit() checks once per run which
+hooks a method overrides and calls only those, so an unused hook costs nothing in the hot path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lifelong.data.task import SCENARIOS, Stream, Task
+from lifelong.errors import LifelongError
+
+
+def param(default, help: str, **checks):
+    """A hyper-parameter: its default, a one-line help, and optional bounds (min=, max=, choices=)."""
+    return dataclasses.field(default=default, metadata={"help": help, **checks})
+
+
+@dataclasses.dataclass
+class Method:
+    """Sequential training with the task loss only: the base every method builds on."""
+
+    name: ClassVar[str] = "method"
+    scenarios: ClassVar[tuple[str, ...]] = SCENARIOS  # the scenarios this method is valid in
+
+    # ---- set-up ---------------------------------------------------------------------------------
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            bad = (
+                ("min" in meta and value < meta["min"])
+                or ("max" in meta and value > meta["max"])
+                or ("choices" in meta and value not in meta["choices"])
+            )
+            if bad:
+                allowed = (
+                    f"one of {', '.join(map(str, meta['choices']))}"
+                    if "choices" in meta
+                    else f"in [{meta.get('min', '-inf')}, {meta.get('max', 'inf')}]"
+                )
+                raise LifelongError(f"{self.name}: --{f.name.replace('_', '-')} {value} must be {allowed}")
+
+    def check(self, stream: Stream) -> None:
+        if stream.scenario not in self.scenarios:
+            raise LifelongError(
+                f"{self.name} does not support the {stream.scenario}-incremental scenario; "
+                f"use --scenario {' or '.join(self.scenarios)}"
+            )
+
+    def stages(self, n_tasks: int) -> list[list[int]]:
+        """Which tasks' training data each stage trains on: one task per stage by default."""
+        return [[t] for t in range(n_tasks)]
+
+    def prepare(self, model: nn.Module, stream: Stream) -> nn.Module:
+        """Called once before training; may wrap or grow the model."""
+        return model
+
+    # ---- hooks called by fit(), in order ---------------------------------------------------------
+
+    def before_task(self, task: Task, model: nn.Module) -> None: ...
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None):
+        """The training objective on one batch; ``mask`` is the scenario's additive logit mask."""
+        return cross_entropy(model(x), y, mask)
+
+    def after_backward(self, model: nn.Module, task: Task) -> None: ...
+
+    def after_step(self, model: nn.Module, task: Task) -> None: ...
+
+    def after_task(self, task: Task, model: nn.Module) -> None: ...
+
+    def predict(self, model: nn.Module, x: torch.Tensor, task: Task) -> torch.Tensor:
+        """Logits for a test batch of ``task`` (fit() applies the scenario's mask afterwards)."""
+        return model(x)
+
+    # ---- description ----------------------------------------------------------------------------
+
+    @classmethod
+    def hyperparameters(cls) -> list[dataclasses.Field]:
+        return list(dataclasses.fields(cls))
+
+    def settings(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def overrides(cls, hook: str) -> bool:
+        return getattr(cls, hook) is not getattr(Method, hook)
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return F.cross_entropy(logits if mask is None else logits + mask, y)

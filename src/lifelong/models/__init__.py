@@ -1,0 +1,3 @@
+from lifelong.models.mlp import MLP, mlp_for
+
+__all__ = ["MLP", "mlp_for"]

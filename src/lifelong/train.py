@@ -1,0 +1,201 @@
+"""fit(): the one training loop.
+
+For each stage (one task, unless the method says otherwise), for each epoch (or a fixed number of
+iterations), mini-batches are index slices of in-memory tensors; every task, future ones included, is
+evaluated before any training (R[0]) and after each stage (R[i]).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import resource
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from lifelong.data.task import Stream
+from lifelong.errors import DivergedError, LifelongError
+from lifelong.methods.base import Method
+from lifelong.methods.baselines import Finetune
+from lifelong.result import Result
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclasses.dataclass
+class Settings:
+    """How to train: every field is also a CLI flag and a config-file key."""
+
+    epochs: int = 1  # passes over each task's training data
+    iterations: int | None = None  # mini-batches per task; when set, replaces epochs
+    batch_size: int = 32
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    reset_optimizer: bool = True  # a fresh optimizer (and Adam moments) for every task
+    seed: int = 0
+    device: str = "cpu"
+    eval_every_epoch: bool = False  # per-epoch accuracy curves (show the stability gap)
+    eval_batch_size: int = 4096
+
+    def __post_init__(self):
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size}
+        if self.iterations is not None:
+            positive["iterations"] = self.iterations
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise LifelongError(f"--{name.replace('_', '-')} must be a whole number >= 1 (got {value})")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise LifelongError(f"--lr must be a positive number (got {self.lr})")
+        for name in ("momentum", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise LifelongError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
+        if self.optimizer not in OPTIMIZERS:
+            raise LifelongError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
+        if self.device != "cpu" and not (self.device.startswith("cuda") and torch.cuda.is_available()):
+            raise LifelongError(f"device {self.device!r} is not available here; use --device cpu")
+
+
+def make_optimizer(params, s: Settings) -> torch.optim.Optimizer:
+    if s.optimizer == "adam":
+        return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay)
+    return torch.optim.SGD(params, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(method: Method, model: nn.Module, stream: Stream, after: int, batch_size: int = 4096):
+    """Accuracy on every task's test set under each view, after training up to task ``after``."""
+    was_training = model.training
+    model.eval()
+    masks = {v: (m if m is None else m.to(stream.tasks[0].test_x.device)) for v, m in stream.eval_masks(after).items()}
+    out: dict[str, list[float]] = {view: [] for view in masks}
+    for task in stream.tasks:
+        logits = torch.cat([method.predict(model, xb, task) for xb in task.test_x.split(batch_size)])
+        for view, table in masks.items():
+            masked = logits if table is None else logits + table[task.id]
+            out[view].append((masked.argmax(1) == task.test_y).float().mean().item())
+    model.train(was_training)
+    return out
+
+
+def _on_device(stream: Stream, device: str) -> Stream:
+    if device == "cpu" and all(t.train_x.device.type == "cpu" for t in stream.tasks):
+        return stream
+    tasks = [
+        dataclasses.replace(t, **{k: getattr(t, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")})
+        for t in stream.tasks
+    ]
+    return dataclasses.replace(stream, tasks=tasks)
+
+
+def fit(
+    stream: Stream,
+    model: nn.Module,
+    method: Method | None = None,
+    settings: Settings | None = None,
+    progress: Callable[[int, int, int, int], None] | None = None,
+    **options,
+) -> Result:
+    """Train ``model`` on ``stream`` with ``method``; returns the Result with its R matrix.
+
+    ``options`` are Settings fields (epochs=5, lr=0.1, ...) when ``settings`` is not given.
+    ``progress(stage, n_stages, epoch, n_epochs)`` is called after each epoch.
+    """
+    s = settings or Settings(**options)
+    method = method or Finetune()
+    method.check(stream)
+    torch.manual_seed(s.seed)  # methods that sample (e.g. a sampled Fisher) draw from the global RNG
+    batches_g = torch.Generator().manual_seed(s.seed)
+    stream = _on_device(stream, s.device)
+    model = method.prepare(model.to(s.device), stream)
+    model.train()
+    call = {h: type(method).overrides(h) for h in ("after_backward", "after_step")}
+    primary = {"domain": "domain", "task": "task", "class": "class"}[stream.scenario]
+
+    started = time.perf_counter()
+    eval_time = 0.0
+
+    def timed_eval(after: int):
+        nonlocal eval_time
+        t0 = time.perf_counter()
+        out = evaluate(method, model, stream, after, s.eval_batch_size)
+        eval_time += time.perf_counter() - t0
+        return out
+
+    rows = [timed_eval(-1)]
+    stages = method.stages(len(stream))
+    curves, losses, train_s = [], [], []
+    optimizer = None
+    for i, stage in enumerate(stages):
+        t0 = time.perf_counter()
+        task = stream.tasks[stage[-1]]
+        x = torch.cat([stream.tasks[t].train_x for t in stage])
+        y = torch.cat([stream.tasks[t].train_y for t in stage])
+        masks = stream.train_masks(stage)
+        if masks is not None:
+            masks = masks.to(s.device)
+        # One task per stage: one constant mask row; several tasks: look each sample's row up.
+        sample_task = torch.cat([torch.full_like(stream.tasks[t].train_y, t) for t in stage]) if len(stage) > 1 else None
+        mask_row = masks[stage[0]] if (masks is not None and sample_task is None) else None
+
+        method.before_task(task, model)
+        if optimizer is None or s.reset_optimizer:
+            optimizer = make_optimizer(model.parameters(), s)
+
+        n = len(y)
+        per_epoch = math.ceil(n / s.batch_size)
+        n_epochs = s.epochs if s.iterations is None else math.ceil(s.iterations / per_epoch)
+        remaining = s.iterations if s.iterations is not None else n_epochs * per_epoch
+        losses.append([])
+        for epoch in range(n_epochs):
+            order = torch.randperm(n, generator=batches_g).to(s.device)
+            batches = order.split(s.batch_size)[:remaining]
+            remaining -= len(batches)
+            total = torch.zeros((), device=s.device)
+            for idx in batches:
+                mask = mask_row if sample_task is None else (masks[sample_task[idx]] if masks is not None else None)
+                loss = method.loss(model, x[idx], y[idx], mask)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if call["after_backward"]:
+                    method.after_backward(model, task)
+                optimizer.step()
+                if call["after_step"]:
+                    method.after_step(model, task)
+                total += loss.detach()
+            mean_loss = total.item() / len(batches)
+            if not math.isfinite(mean_loss):  # checked once per epoch: no per-step sync in the hot path
+                raise DivergedError(i, epoch, mean_loss)
+            losses[-1].append(mean_loss)
+            if s.eval_every_epoch:
+                curves.append({"stage": i, "epoch": epoch, "accuracy": timed_eval(max(stage))[primary]})
+            if progress:
+                progress(i, len(stages), epoch, n_epochs)
+        method.after_task(task, model)
+        train_s.append(time.perf_counter() - t0)
+        rows.append(timed_eval(max(stage)))
+
+    # A method with fewer stages than tasks (joint) has one evaluation for all of them.
+    rows += [rows[-1]] * (len(stream) + 1 - len(rows))
+    views = {v: np.array([row[v] for row in rows]) for v in rows[0]}
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if s.device.startswith("cuda"):
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    return Result(
+        method=method.name,
+        benchmark=stream.name,
+        scenario=stream.scenario,
+        task_names=[t.name for t in stream.tasks],
+        R=views[primary],
+        views=views,
+        config={"train": dataclasses.asdict(s), "method": method.settings()},
+        curves=curves,
+        losses=losses,
+        timings={"train_s": train_s, "eval_s": eval_time, "total_s": time.perf_counter() - started},
+        peak_memory_mb=peak_mb,
+    )

@@ -1,10 +1,10 @@
 """lifelong: lifelong (continual) learning in PyTorch.
 
-    import lifelong as ll
-    stream = ll.benchmarks.permuted("digits", n_tasks=5, seed=0)
-    model = ll.models.MLP(stream.input_size, [50, 50, 50], stream.n_classes)
-    result = ll.fit(stream, model, ll.methods.Finetune(), epochs=5, lr=0.1)
-    result.R, result.acc, result.bwt, result.fwt
+import lifelong as ll
+stream = ll.benchmarks.permuted("digits", n_tasks=5, seed=0)
+model = ll.models.MLP(stream.input_size, [50, 50, 50], stream.n_classes)
+result = ll.fit(stream, model, ll.methods.Finetune(), epochs=5, lr=0.1)
+result.R, result.acc, result.bwt, result.fwt
 """
 
 from lifelong import benchmarks, methods, metrics, models

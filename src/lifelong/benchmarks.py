@@ -1,7 +1,7 @@
 """Named benchmarks: a builder (permuted, rotated, split) applied to a dataset, in a scenario.
 
-    stream = lifelong.benchmarks.permuted("digits", n_tasks=5, seed=0)
-    stream = lifelong.benchmarks.build("split-mnist", n_tasks=5, scenario="class", data_dir="data/")
+stream = lifelong.benchmarks.permuted("digits", n_tasks=5, seed=0)
+stream = lifelong.benchmarks.build("split-mnist", n_tasks=5, scenario="class", data_dir="data/")
 """
 
 from __future__ import annotations

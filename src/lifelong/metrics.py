@@ -73,7 +73,7 @@ def forgetting(R) -> float:
     T = R.shape[1]
     if T < 2:
         return 0.0
-    return float(np.mean([R[j : T, j - 1].max() - R[T, j - 1] for j in range(1, T)]))
+    return float(np.mean([R[j:T, j - 1].max() - R[T, j - 1] for j in range(1, T)]))
 
 
 def avg_incremental_accuracy(R) -> float:

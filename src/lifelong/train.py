@@ -139,9 +139,12 @@ def fit(
         masks = stream.train_masks(stage)
         if masks is not None:
             masks = masks.to(s.device)
-        # One task per stage: one constant mask row; several tasks: look each sample's row up.
-        sample_task = torch.cat([torch.full_like(stream.tasks[t].train_y, t) for t in stage]) if len(stage) > 1 else None
-        mask_row = masks[stage[0]] if (masks is not None and sample_task is None) else None
+        # One task per stage (or no mask): one constant mask row; several tasks: each sample's own row.
+        sample_task, mask_row = None, None
+        if masks is not None and len(stage) > 1:
+            sample_task = torch.cat([torch.full_like(stream.tasks[t].train_y, t) for t in stage])
+        elif masks is not None:
+            mask_row = masks[stage[0]]
 
         method.before_task(task, model)
         if optimizer is None or s.reset_optimizer:
@@ -158,7 +161,7 @@ def fit(
             remaining -= len(batches)
             total = torch.zeros((), device=s.device)
             for idx in batches:
-                mask = mask_row if sample_task is None else (masks[sample_task[idx]] if masks is not None else None)
+                mask = mask_row if sample_task is None else masks[sample_task[idx]]
                 loss = method.loss(model, x[idx], y[idx], mask)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

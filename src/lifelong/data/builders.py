@@ -112,9 +112,7 @@ def split(
     _check_tasks(n_tasks)
     order = list(class_order) if class_order is not None else list(range(data.n_classes))
     if sorted(order) != sorted(set(order)) or not set(order) <= set(range(data.n_classes)):
-        raise LifelongError(
-            f"--class-order must list distinct classes of 0..{data.n_classes - 1} (got {order})"
-        )
+        raise LifelongError(f"--class-order must list distinct classes of 0..{data.n_classes - 1} (got {order})")
     per_task = classes_per_task or len(order) // n_tasks
     if per_task < 1 or per_task * n_tasks > len(order):
         raise LifelongError(
@@ -138,7 +136,5 @@ def reorder(tasks: list[RawTask], order: list[int] | None) -> list[RawTask]:
     if order is None:
         return tasks
     if sorted(order) != list(range(len(tasks))):
-        raise LifelongError(
-            f"--task-order must be a permutation of 0..{len(tasks) - 1} (got {order})"
-        )
+        raise LifelongError(f"--task-order must be a permutation of 0..{len(tasks) - 1} (got {order})")
     return [tasks[i] for i in order]

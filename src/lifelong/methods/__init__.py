@@ -6,9 +6,7 @@ from lifelong.errors import LifelongError
 from lifelong.methods.base import Method
 from lifelong.methods.baselines import Cumulative, Finetune, Independent, Joint
 
-METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (Finetune, Joint, Cumulative, Independent)
-}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Finetune, Joint, Cumulative, Independent)}
 
 
 def get(name: str) -> type[Method]:

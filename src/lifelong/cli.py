@@ -1,0 +1,220 @@
+"""The `lifelong` command line. It only assembles what the library provides: config.py resolves
+options, experiment.py runs them, results/ stores and reports them, text.py prints them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from lifelong import benchmarks, config, methods, metrics, text
+from lifelong.errors import DivergedError, LifelongError
+
+# Flags that say how to run or show, not what to run: `lifelong run` with only these is the main job.
+OUTPUT_FLAGS = ("quiet", "json", "store", "report")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, where to look) and exit code 2."""
+
+    def error(self, message: str):
+        raise LifelongError(f"{message}; see `{self.prog} --help`")
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of option: value lines (flags override it)")
+    groups = {
+        g: parser.add_argument_group(g + " options") for g in ("experiment", "benchmark", "model", "train", "method")
+    }
+    for o in config.options():
+        extra = {"choices": o.choices} if o.choices and o.convert is str else {}
+        default = f" (default: {o.default})" if o.default is not None and o.group != "method" else ""
+        groups[o.group].add_argument(o.flag, dest=o.name, default=None, help=o.help + default, **extra)
+    parser.add_argument("--quiet", action="store_true", help="print only the summary table")
+    parser.add_argument("--json", action="store_true", help="print the full results as JSON on stdout, nothing else")
+
+
+def _flags(args: argparse.Namespace) -> dict:
+    by_name = {o.name: o for o in config.options()}
+    return {k: config.convert(by_name[k], v, "command line") for k, v in vars(args).items() if k in by_name}
+
+
+class Progress:
+    """A one-line progress indicator on stderr, only on a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.label = ""
+
+    def __call__(self, stage: int, n_stages: int, epoch: int, n_epochs: int) -> None:
+        if self.enabled:
+            done = (stage * n_epochs + epoch + 1) / (n_stages * n_epochs)
+            bar = "#" * int(done * 20)
+            sys.stderr.write(f"\r{self.label:<28} [{bar:<20}] task {stage + 1}/{n_stages} epoch {epoch + 1}/{n_epochs}")
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 80 + "\r")
+
+
+def _open_store(path: str):
+    from lifelong.results import Store
+
+    return Store(path)
+
+
+def _describe(exp) -> str:
+    cfg, stream = exp.cfg, exp.stream(exp.seeds[0])
+    opt = f"{cfg['optimizer'].upper()} lr {cfg['lr']}"
+    length = f"{cfg['iterations']} iterations" if cfg["iterations"] else f"{cfg['epochs']} epochs"
+    sizes = "-".join(map(str, [stream.input_size, *exp.hidden, stream.n_classes]))
+    seeds = f"seeds {','.join(map(str, exp.seeds))}" if len(exp.seeds) > 1 else f"seed {exp.seeds[0]}"
+    return (
+        f"{stream.name} · {text.VIEW_NAMES[stream.scenario]} · {len(stream)} tasks · MLP {sizes} · "
+        f"{opt}, {length}/task, batch {cfg['batch_size']} · {seeds}"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lifelong.experiment import MAIN_JOB, Experiment
+
+    flags = _flags(args)
+    main_job = args.config is None and all(v is None for k, v in flags.items() if k not in OUTPUT_FLAGS)
+    if main_job:
+        flags = {**MAIN_JOB, **{k: v for k, v in flags.items() if v is not None}}
+    cfg = config.resolve(args.config, flags)
+    exp = Experiment(cfg)
+    store = _open_store(cfg["store"])
+    group = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    talk = not (args.quiet or args.json)
+    if talk:
+        print(("main job: " if main_job else "") + _describe(exp), flush=True)
+    progress = Progress(enabled=not args.json)
+    records = []  # (run id, method, result) in the order they ran
+    for seed, name in exp.runs:
+        progress.label = f"{name} (seed {seed})"
+        run_id, result = exp.execute(seed, name, store, group, progress)
+        progress.clear()
+        records.append((run_id, name, result))
+    if args.json:
+        out = [{"run_id": run_id, **result.to_dict()} for run_id, _, result in records]
+        json.dump(out if len(out) > 1 else out[0], sys.stdout, indent=1)
+        print()
+        return 0
+    by_method = {name: [r for _, n, r in records if n == name] for name in exp.method_names}
+    if not args.quiet:
+        for name, results in by_method.items():
+            ids = ", ".join(str(run_id) for run_id, n, _ in records if n == name)
+            what = "mean over seeds of " if len(results) > 1 else ""
+            title = f"\n{name} (run {ids}): {what}R[i][j] = accuracy (%) on task j after learning task i"
+            print(text.matrix(np.mean([r.R for r in results], axis=0), results[0].task_names, title))
+        print()
+    print(text.summary_table(by_method))
+    if cfg["report"]:
+        from lifelong.results import write_report
+
+        path = write_report([r for _, _, r in records], Path(cfg["store"]).parent / f"report-{group}")
+        print(f"\nreport: {path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    print("benchmarks (builder-dataset):")
+    for kind in benchmarks.BUILDERS:
+        names = [n for n in benchmarks.NAMES if n.startswith(kind)]
+        print(f"  {', '.join(names)}   (default scenario: {benchmarks.DEFAULT_SCENARIO[kind]})")
+    print("scenarios: task (task-IL), domain (domain-IL), class (class-IL)")
+    print("\nmethods and their hyper-parameters (flag = default: help):")
+    for name, cls in methods.METHODS.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<12} {doc}")
+        print(f"  {'':<12} scenarios: {', '.join(cls.scenarios)}")
+        for f in cls.hyperparameters():
+            flag = "--" + f.name.replace("_", "-")
+            print(f"  {'':<12} {flag} = {f.default}: {f.metadata.get('help', '')}")
+    print("\nrun options (flag = default):")
+    for o in config.options():
+        if o.group != "method":
+            print(f"  {o.flag:<22} {str(o.default):<22} {o.help}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _open_store(args.store)
+    run_id = store.resolve(args.run)
+    row = store.get(run_id)
+    if args.json:
+        json.dump(row, sys.stdout, indent=1, default=str)
+        print()
+        return 0
+    print(f"run {run_id}: {row['status']}" + (f" ({row.get('error')})" if row.get("error") else ""))
+    cfg = row.get("config") or {}
+    print("config: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v is not None))
+    if row["status"] == "finished":
+        result = store.result(run_id)
+        print(text.matrix(result.R, result.task_names, "\nR[i][j] = accuracy (%) on task j after task i"))
+        print()
+        for key, value in result.metrics().items():
+            print(f"{key:<14} {value * 100:7.2f}   {metrics.DEFINITIONS[key]}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lifelong.results import write_report
+
+    store = _open_store(args.store)
+    ids = [store.resolve(ref) for ref in args.runs]
+    results = []
+    for run_id in ids:
+        if store.get(run_id)["status"] != "finished":
+            raise LifelongError(f"run {run_id} did not finish, so it has no results to report; leave it out")
+        results.append(store.result(run_id))
+    out = Path(args.out) if args.out else Path(args.store).parent / f"report-runs-{'-'.join(map(str, ids))}"
+    print(write_report(results, out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="lifelong", description="Lifelong (continual) learning experiments.")
+    sub = parser.add_subparsers(dest="command", parser_class=OneLineParser)
+    run = sub.add_parser("run", help="train and evaluate; with no options, the main job")
+    _add_options(run)
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("list", help="benchmarks, methods and options with defaults").set_defaults(func=cmd_list)
+    show = sub.add_parser("show", help="one recorded run: status, config, R matrix, metrics")
+    show.add_argument("run", help="run id, run-NNNN, or latest")
+    show.add_argument("--store", default="lifelong-runs/runs.db")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show)
+    report = sub.add_parser("report", help="Markdown + PNG report of recorded runs")
+    report.add_argument("runs", nargs="+", help="run ids (or latest)")
+    report.add_argument("--store", default="lifelong-runs/runs.db")
+    report.add_argument("--out", help="output folder (default: beside the store)")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return args.func(args)
+    except LifelongError as e:
+        print(f"lifelong: error: {e}", file=sys.stderr)
+        return 1 if isinstance(e, DivergedError) else 2
+    except KeyboardInterrupt:
+        print("lifelong: interrupted; the run is recorded as failed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

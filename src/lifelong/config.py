@@ -1,0 +1,187 @@
+"""Run settings: one table of options that are both CLI flags (``--batch-size``) and config-file keys
+(``batch_size`` or ``batch-size``), merged as defaults < config file < flags, and checked once."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from lifelong import benchmarks, methods
+from lifelong.data.task import SCENARIOS
+from lifelong.errors import LifelongError
+from lifelong.train import OPTIMIZERS, Settings
+
+
+def int_list(text) -> list[int]:
+    return [int(v) for v in _items(text)]
+
+
+def float_list(text) -> list[float]:
+    return [float(v) for v in _items(text)]
+
+
+def str_list(text) -> list[str]:
+    return [str(v).strip() for v in _items(text)]
+
+
+def boolean(text) -> bool:
+    if isinstance(text, bool):
+        return text
+    if str(text).lower() in ("1", "true", "yes", "on"):
+        return True
+    if str(text).lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a yes/no value: {text!r}")
+
+
+def _items(text) -> list:
+    if isinstance(text, list | tuple):
+        return list(text)
+    return [v for v in str(text).split(",") if v.strip()]
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # config key, with underscores; the flag is --name-with-dashes
+    convert: typing.Callable
+    default: typing.Any
+    help: str
+    group: str  # "experiment", "benchmark", "model", "train" or "method"
+    choices: tuple | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+_SETTINGS_HELP = {
+    "epochs": "passes over each task's training data",
+    "iterations": "mini-batches per task (replaces --epochs)",
+    "batch_size": "mini-batch size",
+    "lr": "learning rate",
+    "optimizer": "optimizer",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay (L2 on all weights, every step)",
+    "reset_optimizer": "a fresh optimizer state for every task",
+    "seed": "seed of the stream, the initialisation and the batch order",
+    "device": "cpu, or cuda[:N]",
+    "eval_every_epoch": "evaluate all tasks after every epoch (per-epoch curves)",
+    "eval_batch_size": "batch size for evaluation",
+}
+
+EXPERIMENT = [
+    Option("benchmark", str, "permuted-digits", "benchmark: builder-dataset", "experiment", benchmarks.NAMES),
+    Option("method", str_list, ["finetune"], "method, or several separated by commas", "experiment"),
+    Option("seeds", int_list, None, "several seeds, e.g. 0,1,2: report mean ± sd (overrides --seed)", "experiment"),
+    Option("store", str, "lifelong-runs/runs.db", "results database (run folders go beside it)", "experiment"),
+    Option("report", boolean, True, "write a Markdown + PNG report after the runs", "experiment"),
+]
+BENCHMARK = [
+    Option("scenario", str, None, "task, domain or class (default: the builder's usual one)", "benchmark", SCENARIOS),
+    Option("tasks", int, 5, "number of tasks", "benchmark"),
+    Option("data_dir", str, None, "folder holding dataset files (else $LIFELONG_DATA, else the cache)", "benchmark"),
+    Option("samples_per_task", int, None, "at most this many training samples per task", "benchmark"),
+    Option("task_order", int_list, None, "present the tasks in this order, e.g. 4,3,2,1,0", "benchmark"),
+    Option("permute_first", boolean, False, "permuted: permute task 1 too", "benchmark"),
+    Option("pad_to", int, None, "permuted: zero-pad images to this side first (e.g. 32)", "benchmark"),
+    Option("angles", float_list, None, "rotated: one angle in degrees per task", "benchmark"),
+    Option("classes_per_task", int, None, "split: classes per task (default: all classes / tasks)", "benchmark"),
+    Option("class_order", int_list, None, "split: the order classes are dealt to tasks", "benchmark"),
+]
+MODEL = [Option("hidden", int_list, [50, 50, 50], "hidden layer sizes of the MLP", "model")]
+
+
+def _settings_options() -> list[Option]:
+    out = []
+    hints = typing.get_type_hints(Settings)
+    for f in dataclasses.fields(Settings):
+        kind = typing.get_args(hints[f.name])[0] if typing.get_args(hints[f.name]) else hints[f.name]
+        convert = boolean if kind is bool else kind
+        choices = OPTIMIZERS if f.name == "optimizer" else None
+        out.append(Option(f.name, convert, f.default, _SETTINGS_HELP[f.name], "train", choices))
+    return out
+
+
+def _method_options() -> list[Option]:
+    """Every hyper-parameter of every method, once (methods share names such as lam)."""
+    seen: dict[str, Option] = {}
+    for cls in methods.METHODS.values():
+        hints = typing.get_type_hints(cls)
+        for f in cls.hyperparameters():
+            if f.name in seen:
+                continue
+            kind = typing.get_args(hints[f.name])[0] if typing.get_args(hints[f.name]) else hints[f.name]
+            convert = boolean if kind is bool else kind
+            owners = [n for n, c in methods.METHODS.items() if f.name in {g.name for g in c.hyperparameters()}]
+            help = f"{f.metadata.get('help', '')} [{', '.join(owners)}]"
+            seen[f.name] = Option(f.name, convert, None, help, "method", f.metadata.get("choices"))
+    return list(seen.values())
+
+
+def options() -> list[Option]:
+    return EXPERIMENT + BENCHMARK + MODEL + _settings_options() + _method_options()
+
+
+def convert(option: Option, value, where: str):
+    """Turn a flag's text or a config value into the option's type, with a one-line error."""
+    if value is None:
+        return None
+    try:
+        out = option.convert(value)
+    except (TypeError, ValueError):
+        raise LifelongError(
+            f"{where}: {option.flag} got {value!r}, which is not a valid {option.convert.__name__}"
+        ) from None
+    if option.choices and out not in option.choices:
+        raise LifelongError(f"{where}: {option.flag} {out} is not one of: {', '.join(map(str, option.choices))}")
+    return out
+
+
+def read_config_file(path: str) -> dict:
+    """A YAML mapping of option names to values; keys may use dashes or underscores."""
+    p = Path(path)
+    if not p.is_file():
+        raise LifelongError(f"config file {path} does not exist; check the path given to --config")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise LifelongError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LifelongError(f"config file {path} must be a mapping of option: value lines")
+    by_name = {o.name: o for o in options()}
+    out = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in by_name:
+            raise LifelongError(f"config file {path}: unknown key {key!r}; `lifelong list` shows every option")
+        out[name] = convert(by_name[name], value, path)
+    return out
+
+
+def resolve(config_file: str | None, flags: dict) -> dict:
+    """Defaults < config file < flags given on the command line (None = not given)."""
+    cfg = {o.name: o.default for o in options()}
+    if config_file:
+        cfg.update(read_config_file(config_file))
+    cfg.update({k: v for k, v in flags.items() if v is not None})
+    for name in ("method",):
+        if isinstance(cfg[name], str):
+            cfg[name] = str_list(cfg[name])
+    return cfg
+
+
+def split_config(cfg: dict) -> dict[str, dict]:
+    """Group a resolved config by what consumes it: benchmark, model, train, method options."""
+    groups: dict[str, dict] = {"experiment": {}, "benchmark": {}, "model": {}, "train": {}, "method": {}}
+    for o in options():
+        if o.group != "method" or cfg.get(o.name) is not None:
+            groups[o.group][o.name] = cfg.get(o.name, o.default)
+    return groups

@@ -1,0 +1,138 @@
+"""Experiments from a resolved config (see config.py): build the stream, the model and the method for
+each (method, seed), train with fit(), record each run in the store. The CLI only calls these."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from lifelong import benchmarks, methods
+from lifelong.config import split_config
+from lifelong.data.task import Stream
+from lifelong.data.validation import holdout
+from lifelong.errors import LifelongError
+from lifelong.models import MLP
+from lifelong.train import Settings, fit
+
+# Options that only one builder understands; giving one to another builder is an error, not a no-op.
+BUILDER_OPTIONS = {
+    "permuted": ("permute_first", "pad_to"),
+    "rotated": ("angles",),
+    "split": ("classes_per_task", "class_order"),
+}
+DEFAULTS_OF_BUILDER_OPTIONS = {"permute_first": False}
+
+# `lifelong run` with no arguments: the lecture's opening experiment on the offline digits.
+MAIN_JOB = {
+    "benchmark": "permuted-digits",
+    "tasks": 5,
+    "hidden": [50, 50, 50],
+    "method": ["finetune", "joint", "independent"],
+    "epochs": 10,
+    "lr": 0.1,
+    "batch_size": 32,
+}
+
+
+def build_stream(benchmark: str, options: dict, seed: int) -> Stream:
+    kind = benchmark.split("-")[0]
+    kwargs = {
+        "n_tasks": options["tasks"],
+        "scenario": options["scenario"],
+        "seed": seed,
+        "data_dir": options["data_dir"],
+        "samples_per_task": options["samples_per_task"],
+        "task_order": options["task_order"],
+    }
+    for builder, names in BUILDER_OPTIONS.items():
+        for name in names:
+            value = options.get(name)
+            if value is None or value == DEFAULTS_OF_BUILDER_OPTIONS.get(name):
+                continue
+            if builder != kind:
+                raise LifelongError(f"--{name.replace('_', '-')} applies to {builder} benchmarks, not {benchmark}")
+            kwargs[name] = value
+    return benchmarks.build(benchmark, **kwargs)
+
+
+def method_params(name: str, given: dict) -> dict:
+    """The given method options that belong to method ``name``."""
+    own = {f.name for f in methods.get(name).hyperparameters()}
+    return {k: v for k, v in given.items() if k in own}
+
+
+class Experiment:
+    """The runs of a config: every (seed, method) pair. Bad input fails in the constructor, before any
+    training or record; streams are built one seed at a time (a permuted-MNIST stream is ~1 GB)."""
+
+    def __init__(self, cfg: dict, validation_fraction: float | None = None):
+        groups = split_config(cfg)
+        self.cfg, self.validation_fraction = cfg, validation_fraction
+        self.benchmark_options, self.train_options = groups["benchmark"], groups["train"]
+        self.method_options = groups["method"]
+        self.method_names = list(cfg["method"])
+        for name in self.method_names:
+            methods.get(name)
+        unused = [k for k in self.method_options if not any(method_params(n, {k: 1}) for n in self.method_names)]
+        if unused:
+            flag = "--" + unused[0].replace("_", "-")
+            raise LifelongError(f"{flag} is not a setting of {', '.join(self.method_names)}; see `lifelong list`")
+        self.hidden = list(cfg["hidden"])
+        if not self.hidden or min(self.hidden) < 1:
+            raise LifelongError(f"--hidden needs one or more positive layer sizes (got {self.hidden})")
+        self.seeds = list(cfg["seeds"]) if cfg["seeds"] else [cfg["seed"]]
+        self._cached: tuple[int, Stream] | None = None
+        stream = self.stream(self.seeds[0])  # builds and checks the data
+        for name in self.method_names:
+            self.method(name).check(stream)
+            Settings(**{**self.train_options, "seed": self.seeds[0]})
+
+    @property
+    def runs(self) -> list[tuple[int, str]]:
+        return [(seed, name) for seed in self.seeds for name in self.method_names]
+
+    def stream(self, seed: int) -> Stream:
+        if self._cached is None or self._cached[0] != seed:
+            self._cached = None  # free the previous seed's stream before building the next
+            stream = build_stream(self.cfg["benchmark"], self.benchmark_options, seed)
+            if self.validation_fraction is not None:
+                stream = holdout(stream, self.validation_fraction, seed=seed)
+            self._cached = (seed, stream)
+        return self._cached[1]
+
+    def method(self, name: str) -> methods.Method:
+        return methods.create(name, **method_params(name, self.method_options))
+
+    def config(self, seed: int, name: str) -> dict:
+        return {
+            "benchmark": self.cfg["benchmark"],
+            **self.benchmark_options,
+            "hidden": self.hidden,
+            "method": name,
+            **self.method(name).settings(),
+            **self.train_options,
+            "seed": seed,
+            "validation_fraction": self.validation_fraction,
+        }
+
+    def execute(self, seed: int, name: str, store=None, group: str | None = None, progress: Callable | None = None):
+        """Train one run; record it (running, then finished or failed with the reason).
+        Returns (run id or None, Result)."""
+        stream = self.stream(seed)
+        settings = Settings(**{**self.train_options, "seed": seed})
+        torch.manual_seed(seed)  # the initialisation is part of what the seed fixes
+        model = MLP(stream.input_size, self.hidden, stream.n_classes)
+        method = self.method(name)
+        config = self.config(seed, name)
+        run_id = store.start(config, seed, group) if store is not None else None
+        try:
+            result = fit(stream, model, method, settings, progress=progress)
+        except BaseException as e:  # record every way a run can end (also Ctrl-C), then let it propagate
+            if store is not None:
+                store.fail(run_id, str(e) or type(e).__name__)
+            raise
+        result.config = {**config, **result.config}
+        if store is not None:
+            store.finish(run_id, result)
+        return run_id, result

@@ -1,0 +1,63 @@
+"""Plain-text rendering of results for the terminal: R matrices and metric tables that name their
+definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lifelong import metrics
+from lifelong.result import Result
+
+VIEW_NAMES = {"task": "task-IL", "domain": "domain-IL", "class": "class-IL"}
+
+
+def matrix(R, task_names: list[str], title: str) -> str:
+    """R (fractions) as a table of percentages: row 0 'init', row i 'after <task i>'."""
+    R = np.asarray(R) * 100
+    width = max(7, *(len(n) + 1 for n in task_names))
+    label_width = max(12, *(len(n) + 7 for n in task_names))
+    lines = [title, " " * label_width + "".join(f"{n:>{width}}" for n in task_names)]
+    for i, row in enumerate(R):
+        label = "init" if i == 0 else f"after {task_names[i - 1]}"
+        lines.append(f"{label:<{label_width}}" + "".join(f"{v:>{width}.1f}" for v in row))
+    return "\n".join(lines)
+
+
+def _mean_sd(values: list[float]) -> str:
+    v = np.asarray(values) * 100
+    return f"{v.mean():.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
+
+
+def summary_table(groups: dict[str, list[Result]]) -> str:
+    """One row per method: ACC, BWT, FWT (mean ± sd over seeds) under the stream's scenario, plus
+    ACC/BWT under the other view when the run has one (task-IL and class-IL come together)."""
+    first = next(iter(groups.values()))[0]
+    views = [first.scenario] + [v for v in first.views if v != first.scenario]
+    header = ["method", "seeds"]
+    for v in views:
+        tag = "" if v == first.scenario else f" {VIEW_NAMES[v]}"
+        header += [f"ACC{tag}", f"BWT{tag}"] + (["FWT"] if v == first.scenario else [])
+    header.append("train s")
+    rows = []
+    for name, results in groups.items():
+        row = [name, str(len(results))]
+        for v in views:
+            Rs = [r.views[v] for r in results]
+            row += [_mean_sd([metrics.acc(R) for R in Rs]), _mean_sd([metrics.bwt(R) for R in Rs])]
+            if v == first.scenario:
+                row.append(_mean_sd([metrics.fwt(R) for R in Rs]))
+        row.append(f"{np.mean([sum(r.timings.get('train_s', [])) for r in results]):.1f}")
+        rows.append(row)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(f"{x:>{w}}" if j else f"{x:<{w}}" for j, (x, w) in enumerate(zip(r, widths, strict=True)))
+        for r in [header, *rows]
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    notes = [
+        f"scenario: {VIEW_NAMES[first.scenario]}; accuracies in % on each task's test set; mean ± sd over seeds",
+        metrics.DEFINITIONS["acc"],
+        metrics.DEFINITIONS["bwt"],
+        metrics.DEFINITIONS["fwt"],
+    ]
+    return "\n".join(lines + [""] + notes)

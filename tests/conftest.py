@@ -1,0 +1,8 @@
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # Tests run on 2 shared cores: one intra-op thread keeps them predictable and avoids oversubscription.
+    torch.set_num_threads(1)

@@ -134,8 +134,11 @@ def fit(
     for i, stage in enumerate(stages):
         t0 = time.perf_counter()
         task = stream.tasks[stage[-1]]
-        x = torch.cat([stream.tasks[t].train_x for t in stage])
-        y = torch.cat([stream.tasks[t].train_y for t in stage])
+        if len(stage) == 1:  # no copy of the task's data
+            x, y = task.train_x, task.train_y
+        else:
+            x = torch.cat([stream.tasks[t].train_x for t in stage])
+            y = torch.cat([stream.tasks[t].train_y for t in stage])
         masks = stream.train_masks(stage)
         if masks is not None:
             masks = masks.to(s.device)

@@ -153,7 +153,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         json.dump(row, sys.stdout, indent=1, default=str)
         print()
         return 0
-    print(f"run {run_id}: {row['status']}" + (f" ({row.get('error')})" if row.get("error") else ""))
+    print(f"run {run_id}: {row['status']}" + (f" ({row['message']})" if row.get("message") else ""))
     cfg = row.get("config") or {}
     print("config: " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v is not None))
     if row["status"] == "finished":

@@ -26,6 +26,13 @@ class Result:
     timings: dict[str, Any] = dataclasses.field(default_factory=dict)  # seconds
     peak_memory_mb: float = 0.0
     status: str = "finished"
+    n_stages: int | None = None  # training stages; fewer than tasks for joint training (None: one per task)
+
+    @property
+    def sequential(self) -> bool:
+        """True when tasks were learned one after another, so BWT, FWT and forgetting mean something.
+        Joint training learns all tasks in one stage: its rows repeat one evaluation."""
+        return self.n_stages is None or self.n_stages == len(self.task_names)
 
     @property
     def acc(self) -> float:
@@ -40,7 +47,9 @@ class Result:
         return metrics.fwt(self.R)
 
     def metrics(self, reference=None) -> dict[str, float]:
-        return metrics.summary(self.R, reference)
+        """Every metric of metrics.summary(); only ACC when the run was not sequential (joint)."""
+        out = metrics.summary(self.R, reference)
+        return out if self.sequential else {"acc": out["acc"]}
 
     def to_dict(self) -> dict:
         return {
@@ -59,6 +68,7 @@ class Result:
             "losses": self.losses,
             "timings": self.timings,
             "peak_memory_mb": self.peak_memory_mb,
+            "n_stages": self.n_stages,
         }
 
     @classmethod
@@ -76,4 +86,5 @@ class Result:
             timings=d.get("timings", {}),
             peak_memory_mb=d.get("peak_memory_mb", 0.0),
             status=d.get("status", "finished"),
+            n_stages=d.get("n_stages"),
         )

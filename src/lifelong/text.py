@@ -23,7 +23,9 @@ def matrix(R, task_names: list[str], title: str) -> str:
     return "\n".join(lines)
 
 
-def _mean_sd(values: list[float]) -> str:
+def _mean_sd(values: list[float], defined: bool = True) -> str:
+    if not defined:
+        return "n/a"
     v = np.asarray(values) * 100
     return f"{v.mean():.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
 
@@ -41,11 +43,12 @@ def summary_table(groups: dict[str, list[Result]]) -> str:
     rows = []
     for name, results in groups.items():
         row = [name, str(len(results))]
+        sequential = results[0].sequential  # joint learns all tasks at once: no BWT or FWT
         for v in views:
             Rs = [r.views[v] for r in results]
-            row += [_mean_sd([metrics.acc(R) for R in Rs]), _mean_sd([metrics.bwt(R) for R in Rs])]
+            row += [_mean_sd([metrics.acc(R) for R in Rs]), _mean_sd([metrics.bwt(R) for R in Rs], sequential)]
             if v == first.scenario:
-                row.append(_mean_sd([metrics.fwt(R) for R in Rs]))
+                row.append(_mean_sd([metrics.fwt(R) for R in Rs], sequential))
         row.append(f"{np.mean([sum(r.timings.get('train_s', [])) for r in results]):.1f}")
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
@@ -60,4 +63,6 @@ def summary_table(groups: dict[str, list[Result]]) -> str:
         metrics.DEFINITIONS["bwt"],
         metrics.DEFINITIONS["fwt"],
     ]
+    if not all(rs[0].sequential for rs in groups.values()):
+        notes.append("n/a: trained on all tasks in one stage (joint), so no backward or forward transfer")
     return "\n".join(lines + [""] + notes)

@@ -204,4 +204,5 @@ def fit(
         losses=losses,
         timings={"train_s": train_s, "eval_s": eval_time, "total_s": time.perf_counter() - started},
         peak_memory_mb=peak_mb,
+        n_stages=len(stages),
     )

@@ -1,0 +1,409 @@
+"""The results store: every run is a row in an embedded SQLite database, plus a folder of artefacts.
+
+Layout (default ``./lifelong-runs/``)::
+
+    runs.db             the table below (PRAGMA user_version = SCHEMA_VERSION)
+    run-0001/result.json
+    run-0002/...
+
+Table ``runs`` (JSON columns hold JSON text)::
+
+    id              INTEGER PRIMARY KEY AUTOINCREMENT   the run id (ids are never reused)
+    run_group       TEXT     runs of one CLI invocation (e.g. methods x seeds), or NULL
+    status          TEXT     'running' | 'finished' | 'failed'
+    created         TEXT     UTC ISO time of start()
+    finished        TEXT     UTC ISO time of finish() or fail(), else NULL
+    pid, host       INTEGER, TEXT   the process that runs it (to tell a killed run from a live one)
+    seed            INTEGER
+    code_version    TEXT     lifelong.__version__, plus '+g<commit>' ('.dirty' if modified) in a git checkout
+    config          JSON     every setting of the run, as given to start()
+    method, benchmark, scenario   TEXT   set by finish()
+    R               JSON     the (T+1) x T accuracy matrix
+    curves          JSON     per-epoch accuracies [{"stage", "epoch", "accuracy": [per task]}]
+    timings         JSON     Result.timings (train_s per task, eval_s, total_s) plus wall_s (start to finish)
+    peak_memory_mb  REAL
+    metrics         JSON     Result.metrics(): acc, bwt, fwt, forgetting, ...
+    result          JSON     the whole result.json, so that the database alone can rebuild every Result
+    message         TEXT     why a run failed
+
+``result.json`` is Result.to_dict() plus run_id, group, seed, code_version and created; its fields are
+documented in docs/result-schema.md.
+
+Crash safety: result.json is written atomically (temp file, fsync, rename) and only then is the row
+switched to 'finished', in one transaction. A process killed at any point therefore leaves the row
+'running'; the row, not the presence of result.json, is the truth. Reads report a 'running' row whose
+process (same host) no longer exists as 'killed'. Reads never write: the stored status stays 'running',
+so a read-only copy of the store reads the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lifelong.errors import LifelongError
+from lifelong.result import Result
+
+DEFAULT_PATH = Path("lifelong-runs") / "runs.db"
+SCHEMA_VERSION = 1
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+_SCHEMA = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_group TEXT,
+    status TEXT NOT NULL,
+    created TEXT NOT NULL,
+    finished TEXT,
+    pid INTEGER,
+    host TEXT,
+    seed INTEGER,
+    code_version TEXT,
+    config TEXT,
+    method TEXT,
+    benchmark TEXT,
+    scenario TEXT,
+    R TEXT,
+    curves TEXT,
+    timings TEXT,
+    peak_memory_mb REAL,
+    metrics TEXT,
+    result TEXT,
+    message TEXT
+);
+CREATE INDEX runs_by_group ON runs (run_group);
+"""
+# Listed by get()/runs(); the full result is only decoded by result().
+_COLUMNS = (
+    "id run_group status created finished pid host seed code_version config method benchmark scenario "
+    "R curves timings peak_memory_mb metrics message"
+).split()
+_JSON_COLUMNS = {"config", "R", "curves", "timings", "metrics"}
+
+
+class Store:
+    """Records runs in ``path`` (a SQLite file; an existing folder means ``<folder>/runs.db``)."""
+
+    def __init__(self, path: str | os.PathLike = DEFAULT_PATH, create: bool = True):
+        path = Path(path)
+        if path.is_dir():
+            path = path / "runs.db"
+        self.path = path
+        if path.exists():
+            _check_header(path)
+        elif not create:
+            raise LifelongError(f"no results store at {path}; run an experiment first or give the right path")
+        else:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise LifelongError(
+                    f"cannot create the results store at {path} ({e.strerror or e}); choose a writable location"
+                ) from None
+        self._init_schema()
+
+    # -- writing -------------------------------------------------------------------------------------
+
+    def start(self, config: dict, seed: int, group: str | None = None) -> int:
+        """Record a new 'running' run, make its folder and return its id."""
+        with self._connect() as con:
+            cur = con.execute(
+                "INSERT INTO runs (run_group, status, created, pid, host, seed, code_version, config) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
+                (group, _now(), os.getpid(), socket.gethostname(), int(seed), code_version(), _dumps(config)),
+            )
+            run_id = cur.lastrowid
+        try:
+            self.folder(run_id).mkdir(exist_ok=True)
+            # A folder left by a deleted earlier store: its result.json must not pass for this run's.
+            (self.folder(run_id) / "result.json").unlink(missing_ok=True)
+        except OSError as e:
+            raise LifelongError(f"cannot create {self.folder(run_id)} ({e.strerror or e}); check permissions") from None
+        return run_id
+
+    def finish(self, run_id: int, result: Result) -> None:
+        """Write result.json atomically, then mark the run finished in one transaction."""
+        row = self._row(run_id)
+        if row["status"] != "running":
+            raise LifelongError(f"run {run_id} is already {row['status']}; start a new run to record another result")
+        finished = _now()
+        document = result.to_dict() | {
+            "run_id": run_id,
+            "group": row["run_group"],
+            "seed": row["seed"],
+            "code_version": row["code_version"],
+            "created": row["created"],
+        }
+        _write_atomically(self.folder(run_id) / "result.json", _dumps(document, indent=2))
+        wall_s = (_parse(finished) - _parse(row["created"])).total_seconds()
+        with self._connect() as con:
+            cur = con.execute(
+                "UPDATE runs SET status = 'finished', finished = ?, method = ?, benchmark = ?, scenario = ?, "
+                "R = ?, curves = ?, timings = ?, peak_memory_mb = ?, metrics = ?, result = ? "
+                "WHERE id = ? AND status = 'running'",
+                (
+                    finished,
+                    result.method,
+                    result.benchmark,
+                    result.scenario,
+                    _dumps(document["R"]),
+                    _dumps(result.curves),
+                    _dumps(dict(result.timings) | {"wall_s": wall_s}),
+                    float(result.peak_memory_mb),
+                    _dumps(document["metrics"]),
+                    _dumps(document),
+                    run_id,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise LifelongError(f"run {run_id} was ended by another process meanwhile; its result.json is kept")
+
+    def fail(self, run_id: int, message: str) -> None:
+        """Mark a running run failed (e.g. it diverged), with the reason."""
+        row = self._row(run_id)
+        if row["status"] != "running":
+            raise LifelongError(f"run {run_id} is already {row['status']}; only a running run can fail")
+        with self._connect() as con:
+            con.execute(
+                "UPDATE runs SET status = 'failed', finished = ?, message = ? WHERE id = ? AND status = 'running'",
+                (_now(), str(message), run_id),
+            )
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def folder(self, run_id: int) -> Path:
+        """The run's artefact folder (``run-0007``), next to the database."""
+        return self.path.parent / f"run-{int(run_id):04d}"
+
+    def get(self, run_id: int) -> dict[str, Any]:
+        """The run's row with JSON columns decoded, 'group' for run_group and 'folder'; a dead
+        'running' run reads as status 'killed'."""
+        return _decode(self._row(run_id), self.folder(run_id))
+
+    def result(self, run_id: int) -> Result:
+        """The finished run's Result."""
+        row = self.get(run_id)
+        if row["status"] != "finished":
+            why = f": {row['message']}" if row["message"] else ""
+            raise LifelongError(f"run {run_id} is {row['status']}{why}; it has no result (pick a finished run)")
+        with self._connect() as con:
+            (text,) = con.execute("SELECT result FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return Result.from_dict(json.loads(text))
+
+    def runs(self, group: str | None = None) -> list[dict[str, Any]]:
+        """Every run (or every run of ``group``), oldest first, as get() returns them."""
+        where, args = ("WHERE run_group = ?", (group,)) if group is not None else ("", ())
+        with self._connect() as con:
+            rows = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs {where} ORDER BY id", args).fetchall()
+        return [_decode(dict(row), self.folder(row["id"])) for row in rows]
+
+    def group_runs(self, group: str) -> list[dict[str, Any]]:
+        """The runs of one group, oldest first; an unknown group is an error."""
+        rows = self.runs(group)
+        if not rows:
+            raise LifelongError(f"no runs in group {group!r} in {self.path}; check the group name")
+        return rows
+
+    def latest_group(self) -> str:
+        """The group of the most recent run that has one."""
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT run_group FROM runs WHERE run_group IS NOT NULL ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            raise LifelongError(f"no grouped runs in {self.path} yet; run an experiment first")
+        return row[0]
+
+    def resolve(self, ref: str | int) -> int:
+        """A run id from '7', 'run-0007' or 'latest'."""
+        text = str(ref).strip().lower()
+        with self._connect() as con:
+            lo, hi = con.execute("SELECT MIN(id), MAX(id) FROM runs").fetchone()
+        if hi is None:
+            raise LifelongError(f"no runs in {self.path} yet; run an experiment first")
+        if text == "latest":
+            return hi
+        number = text.removeprefix("run-")
+        if not number.isdigit():
+            raise LifelongError(f"{ref!r} is not a run; give a run id such as 7, run-0007 or 'latest'")
+        self._row(int(number))  # raises if absent
+        return int(number)
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _row(self, run_id: int) -> dict[str, Any]:
+        with self._connect() as con:
+            row = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+            if row is None:
+                lo, hi = con.execute("SELECT MIN(id), MAX(id) FROM runs").fetchone()
+                known = f"runs {lo}..{hi} exist" if hi is not None else "it holds no runs yet"
+                raise LifelongError(f"no run {run_id} in {self.path} ({known}); give an existing run id or 'latest'")
+        return dict(row)
+
+    def _init_schema(self) -> None:
+        with self._connect() as con:
+            # Reading sqlite_master first makes SQLite check the file before anything is written.
+            tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            (version,) = con.execute("PRAGMA user_version").fetchone()
+            if version == 0 and not tables:
+                con.execute("BEGIN IMMEDIATE")  # another process may be creating it at the same moment
+                if not {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            con.execute(statement)
+                    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif "runs" not in tables or version == 0:
+                # Someone else's SQLite database: adding our table to it would be damage.
+                raise LifelongError(
+                    f"{self.path} is a SQLite database but not a lifelong results store; give another path"
+                )
+            elif version > SCHEMA_VERSION:
+                raise LifelongError(
+                    f"{self.path} was written by a newer lifelong (schema {version} > {SCHEMA_VERSION}); "
+                    "upgrade lifelong to read it"
+                )
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A short-lived connection: commits on success, rolls back on error, always closes, and turns
+        SQLite's errors into one-line LifelongErrors."""
+        con = None
+        try:
+            # timeout: wait for another process's write to finish instead of failing (parallel runs).
+            con = sqlite3.connect(self.path, timeout=30)
+            con.row_factory = sqlite3.Row
+            with con:
+                yield con
+        except sqlite3.Error as e:
+            raise LifelongError(_explain(self.path, e)) from None
+        finally:
+            if con is not None:
+                con.close()
+
+
+def code_version() -> str:
+    """lifelong.__version__, plus '+g<commit>' (and '.dirty') when the package is tracked in a git checkout."""
+    import lifelong  # here, not at the top: lifelong/__init__ may import this module
+
+    return lifelong.__version__ + _git_suffix(str(Path(lifelong.__file__).parent))
+
+
+@functools.cache
+def _git_suffix(package_dir: str) -> str:
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=package_dir, capture_output=True, text=True, timeout=10)
+
+    try:
+        # Tracked, not merely inside some checkout (a venv's site-packages can sit inside a project repo).
+        if git("ls-files", "--error-unmatch", "--", "__init__.py").returncode != 0:
+            return ""
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode != 0:
+            return ""
+        dirty = git("diff", "--quiet", "HEAD", "--", ".").returncode == 1
+        return f"+g{head.stdout.strip()}" + (".dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):  # no git installed, or it hangs
+        return ""
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file that is not a SQLite database before SQLite touches it (it must never be overwritten)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise LifelongError(
+            f"cannot read the results store {path} ({e.strerror or e}); check its permissions"
+        ) from None
+    if head and head != SQLITE_HEADER:  # an empty file is a valid, empty SQLite database
+        raise LifelongError(f"{path} is not a lifelong results store (not a SQLite database); give another path")
+
+
+def _explain(path: Path, e: sqlite3.Error) -> str:
+    text = str(e)
+    if "readonly" in text or "read-only" in text:
+        return f"the results store {path} is read-only; make it writable or choose another location"
+    if "locked" in text or "busy" in text:
+        return f"the results store {path} is locked by another process; wait for it or use another store"
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return f"the results store {path} is corrupt ({text}); move it aside (a new one is made) or restore a backup"
+    if "unable to open" in text:
+        return f"cannot open the results store {path} ({text}); check the path and its permissions"
+    return f"the results store {path} failed: {text}"
+
+
+def _decode(row: dict[str, Any], folder: Path) -> dict[str, Any]:
+    out = {k: (json.loads(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in row.items()}
+    out["group"] = out.pop("run_group")
+    out["folder"] = str(folder)
+    if out["status"] == "running" and out["host"] == socket.gethostname() and not _alive(out["pid"]):
+        out["status"] = "killed"
+    return out
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None or os.name != "posix":  # on Windows os.kill(pid, 0) would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the whole new one, never a part, even if the process is killed."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX; not possible everywhere)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _json_default(obj: Any) -> Any:
+    # Configs and results may carry numpy scalars/arrays, tensors or paths.
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"cannot store a {type(obj).__name__} as JSON")
+
+
+def _dumps(obj: Any, indent: int | None = None) -> str:
+    return json.dumps(obj, default=_json_default, indent=indent)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _parse(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text)

@@ -1,0 +1,156 @@
+"""The command line end to end: runs, config files, the store, reports, and every kind of bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from lifelong.cli import main
+from lifelong.results import Store
+
+QUICK = ["--benchmark", "permuted-synthetic", "--tasks", "2", "--iterations", "10", "--report", "no"]
+
+
+def cli(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_prints_r_and_summary_and_records_the_run(tmp_path, capsys):
+    db = tmp_path / "runs.db"
+    code, out, err = cli(["run", *QUICK, "--method", "finetune", "--store", str(db)], capsys)
+    assert code == 0, err
+    assert "R[i][j] = accuracy (%)" in out and "after perm2" in out
+    assert "BWT = mean_{j<T} (R[T,j] - R[j,j])" in out  # the definition is named
+    store = Store(db)
+    (row,) = store.runs()
+    assert row["status"] == "finished"
+    result = store.result(row["id"])
+    assert result.R.shape == (3, 2) and result.config["iterations"] == 10
+    assert (tmp_path / f"run-{row['id']:04d}" / "result.json").is_file()
+
+
+def test_json_output_is_the_full_result(tmp_path, capsys):
+    code, out, _ = cli(["run", *QUICK, "--json", "--store", str(tmp_path / "r.db")], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["method"] == "finetune" and len(data["R"]) == 3
+    assert data["metrics"]["acc"] == pytest.approx(sum(data["R"][-1]) / 2)
+
+
+def test_several_seeds_and_methods_report_mean_and_sd(tmp_path, capsys):
+    args = ["run", *QUICK, "--method", "finetune,joint", "--seeds", "0,1", "--store", str(tmp_path / "r.db")]
+    code, out, _ = cli(args, capsys)
+    assert code == 0
+    assert "mean over seeds" in out and "±" in out
+    assert len(Store(tmp_path / "r.db").runs()) == 4
+
+
+def test_config_file_sets_options_and_flags_override_it(tmp_path, capsys):
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("benchmark: split-synthetic\ntasks: 2\niterations: 5\nbatch-size: 8\nhidden: [12, 12]\nreport: no\n")
+    code, out, err = cli(
+        ["run", "--config", str(cfg), "--iterations", "7", "--json", "--store", str(tmp_path / "r.db")], capsys
+    )
+    assert code == 0, err
+    c = json.loads(out)["config"]
+    assert (c["benchmark"], c["batch_size"], c["iterations"], c["hidden"]) == ("split-synthetic", 8, 7, [12, 12])
+
+
+def test_list_shows_benchmarks_methods_and_defaults(capsys):
+    code, out, _ = cli(["list"], capsys)
+    assert code == 0
+    for name in ("permuted-mnist", "split-digits", "rotated-mnist", "finetune", "joint", "independent", "--lr"):
+        assert name in out
+
+
+def test_show_and_report(tmp_path, capsys):
+    db = str(tmp_path / "r.db")
+    cli(["run", *QUICK, "--store", db], capsys)
+    code, out, _ = cli(["show", "latest", "--store", db], capsys)
+    assert code == 0 and "run 1: finished" in out and "acc" in out
+    code, out, _ = cli(["report", "1", "--store", db, "--out", str(tmp_path / "rep")], capsys)
+    assert code == 0 and (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_a_diverging_run_is_recorded_as_failed(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    code, _, err = cli(["run", *QUICK, "--lr", "1e30", "--store", str(db)], capsys)
+    assert code == 1
+    assert err.count("\n") == 1 and "diverged" in err and "task 1, epoch 1" in err
+    (row,) = Store(db).runs()
+    assert row["status"] == "failed" and "diverged" in row["message"]
+
+
+BAD = [
+    (["--benchmark", "shuffled-digits"], "invalid choice"),
+    (["--method", "magic"], "unknown method 'magic'"),
+    (["--frobnicate", "1"], "unrecognized arguments: --frobnicate"),
+    (["--lr", "-0.1"], "--lr must be a positive number"),
+    (["--lr", "fast"], "--lr got 'fast'"),
+    (["--tasks", "0"], "--tasks must be at least 1"),
+    (["--benchmark", "split-synthetic", "--tasks", "11"], "cannot make 11 tasks"),
+    (["--method", "independent", "--scenario", "class"], "does not support the class-incremental"),
+    (["--angles", "0,90"], "applies to rotated benchmarks"),
+    (["--benchmark", "split-mnist", "--data-dir", "/nonexistent"], "lacks the MNIST files"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD)
+def test_bad_input_is_one_line_and_nonzero_and_records_nothing(tmp_path, capsys, args, message):
+    db = tmp_path / "r.db"
+    code, out, err = cli(
+        ["run", "--benchmark", "permuted-synthetic", "--tasks", "2", *args, "--store", str(db)], capsys
+    )
+    assert code == 2
+    assert message in err and err.startswith("lifelong: error:") and err.count("\n") == 1
+    assert not db.exists() or Store(db).runs() == []
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("lr: [0.1\n", "not valid YAML at line"),
+        ("learning_rate: 0.1\n", "unknown key 'learning_rate'"),
+        ("- lr\n- 0.1\n", "must be a mapping"),
+        ("epochs: many\n", "--epochs got 'many'"),
+    ],
+)
+def test_malformed_config_files(tmp_path, capsys, text, message):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text)
+    code, _, err = cli(["run", "--config", str(cfg), "--store", str(tmp_path / "r.db")], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_unknown_run_and_corrupt_store(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    cli(["run", *QUICK, "--store", str(db)], capsys)
+    code, _, err = cli(["show", "42", "--store", str(db)], capsys)
+    assert code == 2 and err.count("\n") == 1
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not sqlite" * 10)
+    code, _, err = cli(["run", *QUICK, "--store", str(junk)], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert junk.read_bytes() == b"this is not sqlite" * 10  # nothing damaged
+
+
+def test_main_job_end_to_end_in_a_subprocess(tmp_path):
+    """`lifelong run` with no arguments: the lecture's experiment; finetune forgets, joint does not."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "lifelong.cli", "run", "--quiet"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line[:1].isalpha()}
+    assert float(rows["finetune"][3]) < -20  # BWT of finetune, in %
+    assert float(rows["joint"][2]) > float(rows["finetune"][2]) + 20  # ACC
+    assert list((tmp_path / "lifelong-runs").glob("report-*/report.md"))
+
+
+def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "lifelong.cli", "run", "--method", "nope"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

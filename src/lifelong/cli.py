@@ -124,6 +124,41 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from lifelong import tune
+    from lifelong.experiment import Experiment
+
+    cfg = config.resolve(args.config, _flags(args))
+    store = _open_store(cfg["store"])
+    group = "tune-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    progress = Progress(enabled=not args.quiet)
+    values = config.str_list(args.values)
+    print(
+        f"tuning --{args.param.replace('_', '-')} of {cfg['method'][0]} on {cfg['benchmark']}: validation split "
+        f"= {args.val_fraction:.0%} of each task's training data (the test sets are not used)"
+    )
+    points = tune.sweep(cfg, args.param, values, args.val_fraction, store, group, progress)
+    progress.clear()
+    chosen = tune.best(points)
+    print(f"\n{args.param:>12}  val ACC (%)  val BWT (%)")
+    for p in points:
+        mark = "  <- best" if p is chosen else ""
+        print(f"{p['value']!s:>12}  {p['acc'] * 100:11.1f}  {p['bwt'] * 100:11.1f}{mark}")
+    print(metrics.DEFINITIONS["acc"] + "; " + metrics.DEFINITIONS["bwt"] + "; on the validation split")
+    if cfg["report"]:
+        from lifelong.results import write_sweep_report
+
+        path = write_sweep_report(points, Path(cfg["store"]).parent / f"report-{group}", args.param)
+        print(f"sweep report: {path}")
+    if args.final:
+        exp = Experiment({**cfg, args.param: chosen["value"]})
+        results = [exp.execute(seed, name, store, group, progress)[1] for seed, name in exp.runs]
+        progress.clear()
+        print(f"\nwith {args.param} = {chosen['value']} on the test sets:")
+        print(text.summary_table({cfg["method"][0]: results}))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     print("benchmarks (builder-dataset):")
     for kind in benchmarks.BUILDERS:
@@ -186,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train and evaluate; with no options, the main job")
     _add_options(run)
     run.set_defaults(func=cmd_run)
+    tune = sub.add_parser("tune", help="sweep one hyper-parameter, choose it on a validation split")
+    tune.add_argument("--param", required=True, help="option to sweep, e.g. lam or lr")
+    tune.add_argument("--values", required=True, help="values to try, e.g. 1,10,100,1000")
+    tune.add_argument("--val-fraction", type=float, default=0.1, help="share of training data held out")
+    tune.add_argument("--final", type=config.boolean, default=True, help="then run the best value on the test sets")
+    _add_options(tune)
+    tune.set_defaults(func=cmd_tune)
     sub.add_parser("list", help="benchmarks, methods and options with defaults").set_defaults(func=cmd_list)
     show = sub.add_parser("show", help="one recorded run: status, config, R matrix, metrics")
     show.add_argument("run", help="run id, run-NNNN, or latest")

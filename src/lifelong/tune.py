@@ -1,0 +1,59 @@
+"""Choosing a hyper-parameter honestly: sweep it over a list of values, score each on a validation
+split carved from the training data (data/validation.py), never on the test set, and pick the value
+with the best validation ACC. The whole curve (ACC and BWT against the value) is kept for the report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from lifelong import config
+from lifelong.errors import LifelongError
+from lifelong.experiment import Experiment
+
+
+def sweep(
+    cfg: dict,
+    param: str,
+    values: list,
+    fraction: float = 0.1,
+    store=None,
+    group: str | None = None,
+    progress: Callable | None = None,
+) -> list[dict]:
+    """One point per value: mean and sd over seeds of validation ACC and BWT, and the run ids."""
+    if len(cfg["method"]) != 1:
+        raise LifelongError("tune sweeps one method at a time; give a single --method")
+    if not values:
+        raise LifelongError("--values needs at least one value to try")
+    option = {o.name: o for o in config.options()}.get(param)
+    if option is None or option.group not in ("train", "method"):
+        raise LifelongError(f"--param {param}: not a training setting or method hyper-parameter; see `lifelong list`")
+    values = [config.convert(option, v, "--values") for v in values]
+    experiments = [Experiment({**cfg, param: v}, validation_fraction=fraction) for v in values]  # checks all first
+    points = []
+    for value, exp in zip(values, experiments, strict=True):
+        accs, bwts, ids = [], [], []
+        for seed, name in exp.runs:
+            run_id, result = exp.execute(seed, name, store, group, progress)
+            accs.append(result.acc)
+            bwts.append(result.bwt)
+            ids.append(run_id)
+        sd = (lambda v: float(np.std(v, ddof=1))) if len(accs) > 1 else (lambda v: float("nan"))
+        points.append(
+            {
+                "value": value,
+                "acc": float(np.mean(accs)),
+                "acc_sd": sd(accs),
+                "bwt": float(np.mean(bwts)),
+                "bwt_sd": sd(bwts),
+                "run_ids": ids,
+            }
+        )
+    return points
+
+
+def best(points: list[dict]) -> dict:
+    """The point with the highest validation ACC (the first of equals: the sweep's order breaks ties)."""
+    return max(points, key=lambda p: p["acc"])

@@ -20,7 +20,7 @@ import datetime
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,11 +53,12 @@ class _Entry:
     def seeds(self) -> list:
         return [r.config.get("train", {}).get("seed") for r in self.results]
 
-    def stat(self, fn: Callable[[np.ndarray], float], view: str | None = None) -> tuple[float, float]:
-        """Mean and sample sd over seeds of ``fn(R)`` (R under ``view``); sd is nan for a single run."""
-        matrices = [r.R if view is None else r.views.get(view) for r in self.results]
-        values = [fn(R) for R in matrices if R is not None]
-        return _mean_sd(values)
+    def stat(self, key: str, view: str | None = None) -> tuple[float, float]:
+        """Mean and sample sd over seeds of metric ``key`` of R (under ``view``); sd is nan for a single run,
+        both are nan when the metric means nothing for these runs (BWT of joint training)."""
+        fn = getattr(metrics, key)
+        matrices = [r.R if view is None else r.views.get(view) for r in self.results if key == "acc" or _sequential(r)]
+        return _mean_sd([fn(R) for R in matrices if R is not None])
 
     def matrices(self) -> np.ndarray:
         """The R matrices stacked: seeds x (T+1) x T."""
@@ -84,6 +85,8 @@ def write_report(results: Sequence[Result], out_dir: str | Path, title: str = "L
         slug = _slug(f"{benchmark}-{scenario}-{n_tasks}tasks")
         lines += ["", f"## {benchmark}, {scenario}-incremental, {n_tasks} tasks", ""]
         lines += _metrics_table(entries)
+        if not all(_sequential(r) for e in entries for r in e.results):
+            lines += ["", "–: not defined for a method that learns all tasks in one stage (joint training)."]
         lines += [
             "",
             "Definitions (R[i, j]: accuracy on task j after learning tasks 1..i; R[0, j]: at initialisation):",
@@ -142,11 +145,16 @@ def _metrics_table(entries: list[_Entry]) -> list[str]:
     header += ["seeds"]
     rows = []
     for e in entries:
-        row = [e.label] + [_pct(*e.stat(getattr(metrics, k))) for k in TABLE_METRICS]
-        row += [_pct(*e.stat(getattr(metrics, k), view=v)) for v in views for k in VIEW_METRICS]
+        row = [e.label] + [_pct(*e.stat(k)) for k in TABLE_METRICS]
+        row += [_pct(*e.stat(k, view=v)) for v in views for k in VIEW_METRICS]
         row += [f"{len(e.results)} ({', '.join(str(s) for s in e.seeds)})"]
         rows.append(row)
     return _md_table(header, rows)
+
+
+def _sequential(r: Result) -> bool:
+    """Whether tasks were learned one after another (joint training has one stage: no BWT, FWT, forgetting)."""
+    return getattr(r, "sequential", True)
 
 
 def _multi_view(entries: list[_Entry]) -> bool:
@@ -189,12 +197,15 @@ def _plot_metric_bars(entries: list[_Entry], path: Path) -> Path:
     axes = fig.axes
     labels = [e.label for e in entries]
     for ax, key in zip(axes, ("acc", "bwt", "fwt"), strict=True):
-        stats = [e.stat(getattr(metrics, key)) for e in entries]
+        stats = [e.stat(key) for e in entries]
         means = [m * 100 for m, _ in stats]
         sds = [0.0 if math.isnan(s) else s * 100 for _, s in stats]
         x = np.arange(len(entries))
         ax.bar(x, means, yerr=sds, capsize=4, color=[f"C{i}" for i in range(len(entries))])
         ax.axhline(0, color="black", linewidth=0.8)
+        for i, m in enumerate(means):
+            if math.isnan(m):  # e.g. BWT of joint training: say so instead of an empty slot
+                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=9)
         ax.set_xticks(x, labels, rotation=30, ha="right")
         ax.set_ylabel(f"{TABLE_METRICS[key]} (%)")
         ax.set_title(metrics.DEFINITIONS[key].rsplit(" (", 1)[0], fontsize=9)  # the formula, without its gloss
@@ -214,7 +225,8 @@ def _plot_task_accuracy(entries: list[_Entry], path: Path) -> Path:
         x = np.arange(mean.shape[0])
         for j, name in enumerate(names):
             ax.plot(x, mean[:, j], marker="o", markersize=3, color=f"C{j}", label=f"task {j + 1}: {name}")
-            ax.plot([j + 1], [mean[j + 1, j]], marker="*", markersize=11, color=f"C{j}")
+            if _sequential(entry.results[0]):  # joint training learns every task at once: no single moment
+                ax.plot([j + 1], [mean[j + 1, j]], marker="*", markersize=11, color=f"C{j}")
             if sd is not None:
                 ax.fill_between(x, mean[:, j] - sd[:, j], mean[:, j] + sd[:, j], color=f"C{j}", alpha=0.2)
         ax.set_xticks(x, ["init"] + [str(i) for i in x[1:]])
@@ -296,14 +308,16 @@ def write_sweep_report(points: Sequence[Mapping[str, Any]], out_dir: str | Path,
     """Write ``sweep-<param>.md`` and ``sweep-<param>.png``: validation ACC and BWT against the value.
 
     ``points``: ``{"value", "acc", "bwt"}`` with optional ``"acc_sd"``, ``"bwt_sd"``; acc and bwt are
-    fractions (as Result.acc). The chosen value is the one with the highest validation ACC (the first
-    such in increasing value on a tie). Returns the path of the Markdown file.
+    fractions (as Result.acc); optional ``"run_ids"`` are listed. The chosen value is the one with the highest
+    validation ACC (the first of equals in the given order, as lifelong.tune.best chooses). Returns the path
+    of the Markdown file.
     """
     if not points:
         raise ValueError("write_sweep_report needs at least one point")
+    chosen = max(points, key=lambda p: p["acc"])  # the first of equals in the sweep's order, as tune.best()
     numeric = all(isinstance(p["value"], int | float) and not isinstance(p["value"], bool) for p in points)
     points = sorted(points, key=lambda p: p["value"]) if numeric else list(points)
-    best = max(range(len(points)), key=lambda i: (points[i]["acc"], -i))
+    best = next(i for i, p in enumerate(points) if p is chosen)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     slug = _slug(f"sweep-{param}")
@@ -314,7 +328,7 @@ def write_sweep_report(points: Sequence[Mapping[str, Any]], out_dir: str | Path,
     fig = _figure(1, 2, width=10, height=3.8)
     for ax, key, name in zip(fig.axes, ("acc", "bwt"), ("validation ACC (%)", "validation BWT (%)"), strict=True):
         y = np.array([p[key] for p in points], dtype=float) * 100
-        err = np.array([p.get(f"{key}_sd") or 0.0 for p in points], dtype=float) * 100
+        err = np.nan_to_num(np.array([p.get(f"{key}_sd") or 0.0 for p in points], dtype=float)) * 100
         ax.errorbar(x, y, yerr=err, marker="o", capsize=4, label=name)
         ax.plot(
             [x[best]],
@@ -336,17 +350,21 @@ def write_sweep_report(points: Sequence[Mapping[str, Any]], out_dir: str | Path,
     fig.suptitle(f"Sweep of {param} on the validation split (error bars: sd over seeds)")
     figure = _save(fig, out / f"{slug}.png")
 
+    header = [param, "val ACC (%)", "val BWT (%)", "chosen"]
+    with_ids = any(p.get("run_ids") for p in points)  # the runs behind each point, to look them up in the store
     rows = []
     for i, p in enumerate(points):
-        chosen = "**chosen** (highest validation ACC)" if i == best else ""
-        rows.append([_value(p["value"]), _pct(p["acc"], p.get("acc_sd")), _pct(p["bwt"], p.get("bwt_sd")), chosen])
+        mark = "**chosen** (highest validation ACC)" if i == best else ""
+        rows.append([_value(p["value"]), _pct(p["acc"], p.get("acc_sd")), _pct(p["bwt"], p.get("bwt_sd")), mark])
+        if with_ids:
+            rows[-1].append(", ".join(str(run_id) for run_id in p.get("run_ids") or []))
     lines = [
         f"# Sweep of {param}",
         "",
         f"Chosen: **{param} = {_value(values[best])}**, the highest validation ACC "
         f"({_pct(points[best]['acc'], points[best].get('acc_sd'))} %). Accuracies in %, on the validation split.",
         "",
-        *_md_table([param, "val ACC (%)", "val BWT (%)", "chosen"], rows),
+        *_md_table(header + ["runs"] * with_ids, rows),
         "",
         _definition("acc"),
         _definition("bwt"),

@@ -5,8 +5,11 @@ from __future__ import annotations
 from lifelong.errors import LifelongError
 from lifelong.methods.base import Method
 from lifelong.methods.baselines import Cumulative, Finetune, Independent, Joint
+from lifelong.methods.regularization import EWC, L2, MAS, SCP, SI, OnlineEWC, Regularizer, RWalk
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Finetune, Joint, Cumulative, Independent)}
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in (Finetune, Joint, Cumulative, Independent, L2, EWC, OnlineEWC, SI, MAS, RWalk, SCP)
+}
 
 
 def get(name: str) -> type[Method]:
@@ -26,4 +29,21 @@ def create(name: str, **hyperparameters) -> Method:
     return cls(**hyperparameters)
 
 
-__all__ = ["METHODS", "Method", "Finetune", "Joint", "Cumulative", "Independent", "get", "create"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "Finetune",
+    "Joint",
+    "Cumulative",
+    "Independent",
+    "Regularizer",
+    "L2",
+    "EWC",
+    "OnlineEWC",
+    "SI",
+    "MAS",
+    "RWalk",
+    "SCP",
+    "get",
+    "create",
+]

@@ -1,0 +1,225 @@
+"""The base of the selective-synaptic-plasticity family: a quadratic penalty around an anchor.
+
+While learning a new task the loss is
+
+    L'(θ) = L(θ) + λ Σ_i Ω_i (θ_i − θ*_i)²                                   (no factor 1/2)
+
+θ* (the anchor) are the parameters after the earlier tasks and Ω_i ≥ 0 each parameter's accumulated
+importance. Methods differ only in how a task's importance b_i is estimated (``task_importance``)
+and in how importances and anchors are combined over tasks (the class variables below).
+
+The 1/2 convention. There is no 1/2 in front of the sum, as in SI (Zenke et al. 2017: c Σ Ω (θ−θ*)²),
+MAS (Aljundi et al. 2018: λ Σ Ω (θ−θ*)²), RWalk (Chaudhry et al. 2018) and the SCP authors' code. EWC
+(Kirkpatrick et al. 2017) and online EWC (Schwarz et al. 2018) write (λ/2) Σ F (θ−θ*)², so their
+papers' λ is twice ``lam`` here: λ_paper = 2 · lam. The same Ω and lam give the same penalty in every
+method, which is what makes their λ comparable once the importances are on a comparable scale.
+
+Accumulation over tasks (``accumulate``), b_t being task t's importance:
+- ``sum``:    Ω_t = Ω_{t−1} + b_t                        (EWC, SI, MAS)
+- ``online``: Ω_t = γ Ω_{t−1} + b_t, decay γ = ``gamma`` (online EWC; SCP with its moving average)
+- ``latest``: Ω_t = b_t                                  (L2, RWalk: b_t already carries the history)
+
+Anchors (``anchor``):
+- ``latest``:   θ* = the parameters after the last task (one penalty around one point).
+- ``per-task``: one penalty per earlier task around its own parameters, Σ_t b_t (θ − θ*_t)², as in the
+  original EWC. It is kept in closed form, A (θ − μ)² + c with A = Σ_t b_t, μ the b-weighted mean of
+  the anchors and c ≥ 0 a constant, so the per-batch cost does not grow with the number of tasks.
+
+Hot path. Importances are computed once per task (``after_task``) and stored as flat vectors (Ω, μ) of
+all trainable parameters. The penalty of a batch is one custom autograd function: concatenate the
+parameters, subtract μ, multiply by Ω, one dot product; its backward is one multiply, split into
+views for the parameters. No Python work per parameter beyond the concatenation, no ``.item()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from lifelong.data.task import Stream, Task
+from lifelong.errors import LifelongError
+from lifelong.methods.base import Method, cross_entropy
+
+ACCUMULATIONS = ("sum", "online", "latest")
+ANCHORS = ("latest", "per-task")
+# Sample-count settings that may be None (all samples), so they cannot use param(min=...).
+COUNT_FIELDS = ("fisher_samples", "samples")
+
+
+class ParamLayout:
+    """The trainable parameters of a model as one flat vector (and back)."""
+
+    def __init__(self, model: nn.Module):
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise LifelongError("the model has no trainable parameters to regularise")
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.shapes = [p.shape for p in self.params]
+        self.numels = [p.numel() for p in self.params]
+        self.size = sum(self.numels)
+
+    def flat(self) -> torch.Tensor:
+        """The current parameter values, detached, as one new vector."""
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
+    def flat_grad(self) -> torch.Tensor:
+        """The current gradients as one new vector (zeros for parameters without a gradient)."""
+        return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in self.params])
+
+    def flatten(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([tensors[n].reshape(-1) for n in self.names])
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: v.view(s) for n, v, s in zip(self.names, flat.split(self.numels), self.shapes, strict=True)}
+
+
+class _Penalty(torch.autograd.Function):
+    """λ (Σ_i Ω_i (θ_i − μ_i)² + c) with gradient 2λΩ(θ − μ), computed on one flat vector."""
+
+    @staticmethod
+    def forward(ctx, reg: Regularizer, *params):
+        d = torch.cat([p.detach().reshape(-1) for p in params]).sub_(reg._anchor)
+        wd = reg._omega * d
+        ctx.reg = reg
+        ctx.save_for_backward(wd)
+        return reg.lam * (torch.dot(wd, d) + reg._const)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (wd,) = ctx.saved_tensors
+        reg = ctx.reg
+        g = wd * (2.0 * reg.lam * grad_output)
+        reg._penalty_grad = g  # SI and RWalk subtract it to recover the task loss's gradient
+        return (None, *(v.view(s) for v, s in zip(g.split(reg.layout.numels), reg.layout.shapes, strict=True)))
+
+
+@dataclasses.dataclass
+class Regularizer(Method):
+    """L'(θ) = L(θ) + λ Σ_i Ω_i (θ_i − θ*_i)²; subclasses say how a task's importance is estimated."""
+
+    name: ClassVar[str] = "regularizer"
+    accumulate: ClassVar[str] = "sum"
+    anchor: ClassVar[str] = "latest"
+    positive: ClassVar[tuple[str, ...]] = ()  # settings that must be > 0, not only >= 0
+
+    # ---- set-up ---------------------------------------------------------------------------------
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value, flag = getattr(self, f.name), f"--{f.name.replace('_', '-')}"
+            if f.name in COUNT_FIELDS:
+                if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                    raise LifelongError(f"{self.name}: {flag} {value} must be a whole number >= 0 (0: all samples)")
+            elif isinstance(value, float) and not math.isfinite(value):
+                raise LifelongError(f"{self.name}: {flag} {value} must be a finite number")
+        super().__post_init__()
+        for name in self.positive:
+            if getattr(self, name) <= 0:
+                raise LifelongError(f"{self.name}: --{name.replace('_', '-')} {getattr(self, name)} must be > 0")
+        if self.accumulate not in ACCUMULATIONS or self.anchor not in ANCHORS:
+            raise LifelongError(f"{self.name}: unknown accumulation {self.accumulate!r} or anchor {self.anchor!r}")
+        if self.anchor == "per-task" and self.accumulate != "sum":
+            raise LifelongError(f"{self.name}: per-task anchors need the sum accumulation")
+
+    def prepare(self, model: nn.Module, stream: Stream) -> nn.Module:
+        self.stream = stream
+        self.layout = ParamLayout(model)
+        self.tasks_done = 0
+        self._omega: torch.Tensor | None = None  # accumulated importance Ω (flat)
+        self._anchor: torch.Tensor | None = None  # anchor θ* (flat; the weighted mean μ for per-task anchors)
+        self._const = torch.zeros((), device=self.layout.params[0].device)  # c of the per-task closed form
+        self._penalty_grad: torch.Tensor | None = None
+        # Seeds this method's own generator (sampled labels, subsets, slices): the global RNG, which
+        # fit() seeds with the run's seed, is read but never advanced, so lam = 0 changes nothing.
+        self._seed = torch.initial_seed()
+        return model
+
+    # ---- what subclasses provide ------------------------------------------------------------------
+
+    def task_importance(self, task: Task, model: nn.Module) -> torch.Tensor:
+        """b for the task just learned: a flat non-negative vector (``self.layout`` order)."""
+        raise NotImplementedError
+
+    def decay(self) -> float:
+        """γ of the ``online`` accumulation."""
+        return float(getattr(self, "gamma", 1.0))
+
+    # ---- hooks ------------------------------------------------------------------------------------
+
+    @property
+    def penalised(self) -> bool:
+        """Whether the penalty is in the loss: after the first task and with lam > 0."""
+        return self._omega is not None and self.lam > 0
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None):
+        task_loss = cross_entropy(model(x), y, mask)
+        if not self.penalised:
+            return task_loss
+        return task_loss + self.penalty(model)
+
+    def penalty(self, model: nn.Module | None = None) -> torch.Tensor:
+        """λ Σ_i Ω_i (θ_i − θ*_i)² at the current parameters (zero before the first task ends)."""
+        if self._omega is None:
+            return torch.zeros((), device=self._const.device)
+        return _Penalty.apply(self, *self.layout.params)
+
+    def after_task(self, task: Task, model: nn.Module) -> None:
+        with torch.no_grad():
+            b = self.task_importance(task, model).detach().to(self._const.device)
+            if b.shape != (self.layout.size,):
+                raise RuntimeError(f"{self.name}: importance of shape {tuple(b.shape)}, expected ({self.layout.size},)")
+            self._consolidate(b, self.layout.flat())
+        self.tasks_done += 1
+
+    def _consolidate(self, b: torch.Tensor, theta: torch.Tensor) -> None:
+        old = self._omega
+        if old is None or self.accumulate == "latest":
+            omega = b.clone()
+        elif self.accumulate == "sum":
+            omega = old + b
+        else:
+            omega = self.decay() * old + b
+        if self.anchor == "per-task" and old is not None:
+            # Σ_t b_t (θ − θ*_t)² = A (θ − μ)² + c: add b (θ − θ_new)² to A (θ − μ)² + c.
+            A = omega
+            safe = torch.where(A > 0, A, torch.ones_like(A))
+            mu = torch.where(A > 0, (old * self._anchor + b * theta) / safe, theta)
+            gap = torch.where(A > 0, old * b / safe * (self._anchor - theta).square(), torch.zeros_like(A))
+            self._anchor, self._const = mu, self._const + gap.double().sum().to(gap.dtype)
+        else:
+            self._anchor, self._const = theta.clone(), torch.zeros_like(self._const)
+        self._omega = self.clean(omega)
+
+    def clean(self, omega: torch.Tensor) -> torch.Tensor:
+        """A last word on the accumulated Ω (SI clamps it at zero, as its authors' code does)."""
+        return omega
+
+    # ---- helpers for subclasses and users ---------------------------------------------------------
+
+    def importance(self) -> dict[str, torch.Tensor]:
+        """The accumulated Ω by parameter name, shaped like the parameters (zeros before any task)."""
+        omega = self._omega if self._omega is not None else torch.zeros(self.layout.size, device=self._const.device)
+        return {n: v.clone() for n, v in self.layout.unflatten(omega).items()}
+
+    def anchors(self) -> dict[str, torch.Tensor]:
+        """The anchor θ* by parameter name (for per-task anchors: their Ω-weighted mean μ)."""
+        anchor = self._anchor if self._anchor is not None else self.layout.flat()
+        return {n: v.clone() for n, v in self.layout.unflatten(anchor).items()}
+
+    def task_mask(self, task: Task) -> torch.Tensor | None:
+        """The logit mask row ``task`` was trained with (None in domain-IL), on the data's device."""
+        masks = self.stream.train_masks([task.id])
+        return None if masks is None else masks[task.id].to(task.train_x.device)
+
+    def generator(self, task: Task, device: torch.device | str) -> torch.Generator:
+        """A generator for ``task``'s random draws, seeded from the run's seed and the task."""
+        return torch.Generator(device=device).manual_seed((self._seed + 7919 * (task.id + 1)) % 2**63)
+
+    @staticmethod
+    def as_count(samples: int | None) -> int | None:
+        return samples or None

@@ -154,3 +154,29 @@ def test_bad_input_in_a_subprocess_has_no_traceback(tmp_path):
         [sys.executable, "-m", "lifelong.cli", "run", "--method", "nope"], cwd=tmp_path, capture_output=True, text=True
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_each_method_can_carry_its_own_settings(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    args = ["run", "--benchmark", "permuted-synthetic", "--tasks", "2", "--iterations", "10", "--store", str(db)]
+    code, out, err = cli([*args, "--method", "finetune,ewc:lam=0.5:fisher=sampled,si"], capsys)
+    assert code == 0, err
+    runs = {r["config"]["method_spec"]: r["config"] for r in Store(db).runs()}
+    assert (
+        runs["ewc:lam=0.5:fisher=sampled"]["lam"] == 0.5 and runs["ewc:lam=0.5:fisher=sampled"]["fisher"] == "sampled"
+    )
+    assert runs["si"]["lam"] == 0.1  # the default, untouched by ewc's setting
+    # regularisers show which weights they guard, in their run folder and in the report
+    ewc_id = next(r["id"] for r in Store(db).runs() if r["method"] == "ewc")
+    assert (tmp_path / f"run-{ewc_id:04d}" / "importance.png").is_file()
+    report = next(tmp_path.glob("report-*/report.md")).read_text()
+    assert "importance of each parameter" in report and f"run-{ewc_id:04d}/importance.png" in report
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [("ewc:foo=1", "'foo=1' is not setting=value"), ("ewc:lam=abc", "--lam got 'abc'"), ("ewc:lam", "not")],
+)
+def test_bad_method_settings(tmp_path, capsys, spec, message):
+    code, _, err = cli(["run", *QUICK, "--method", spec, "--store", str(tmp_path / "r.db")], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import uuid
@@ -82,7 +83,7 @@ def _describe(exp) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lifelong.experiment import MAIN_JOB, Experiment
+    from lifelong.experiment import IMPORTANCE_PLOT, MAIN_JOB, Experiment
 
     flags = _flags(args)
     main_job = args.config is None and all(v is None for k, v in flags.items() if k not in OUTPUT_FLAGS)
@@ -119,7 +120,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg["report"]:
         from lifelong.results import write_report
 
-        path = write_report([r for _, _, r in records], Path(cfg["store"]).parent / f"report-{group}")
+        first_run = {spec: run_id for run_id, spec, _ in reversed(records)}  # one plot per method: its first seed
+        plots = [(f"{spec} (run {i})", store.folder(i) / IMPORTANCE_PLOT) for spec, i in first_run.items()]
+        plots = [(label, path) for label, path in plots if path.exists()]
+        out = Path(cfg["store"]).parent / f"report-{group}"
+        path = write_report([r for _, _, r in records], out, importance_plots=plots)
         print(f"\nreport: {path}")
     return 0
 
@@ -143,7 +148,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print(f"\n{args.param:>12}  val ACC (%)  val BWT (%)")
     for p in points:
         mark = "  <- best" if p is chosen else ""
-        print(f"{p['value']!s:>12}  {p['acc'] * 100:11.1f}  {p['bwt'] * 100:11.1f}{mark}")
+        scores = f"{p['acc'] * 100:11.1f}  {p['bwt'] * 100:11.1f}" if math.isfinite(p["acc"]) else "   diverged"
+        print(f"{p['value']!s:>12}  {scores}{mark}")
     print(metrics.DEFINITIONS["acc"] + "; " + metrics.DEFINITIONS["bwt"] + "; on the validation split")
     if cfg["report"]:
         from lifelong.results import write_sweep_report

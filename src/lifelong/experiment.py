@@ -7,8 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from lifelong import benchmarks, methods
-from lifelong.config import split_config
+from lifelong import benchmarks, config, methods
 from lifelong.data.task import Stream
 from lifelong.data.validation import holdout
 from lifelong.errors import LifelongError
@@ -22,6 +21,8 @@ BUILDER_OPTIONS = {
     "split": ("classes_per_task", "class_order"),
 }
 DEFAULTS_OF_BUILDER_OPTIONS = {"permute_first": False}
+
+IMPORTANCE_PLOT = "importance.png"  # in a run's folder, for methods that estimate importances
 
 # `lifelong run` with no arguments: the lecture's opening experiment on the offline digits.
 MAIN_JOB = {
@@ -62,19 +63,36 @@ def method_params(name: str, given: dict) -> dict:
     return {k: v for k, v in given.items() if k in own}
 
 
+def parse_method(spec: str) -> tuple[str, dict]:
+    """A method with its own settings: ``mas:lam=0.01:samples=1000`` -> ("mas", {"lam": 0.01, "samples": 1000}).
+    Lets one invocation compare methods that each need their own λ."""
+    name, *pairs = spec.strip().split(":")
+    own = {f.name for f in methods.get(name).hyperparameters()}
+    by_name = {o.name: o for o in config.options()}
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in own:
+            has = ", ".join(sorted(own)) or "none"
+            raise LifelongError(f"--method {spec}: {pair!r} is not setting=value for one of {name}'s settings ({has})")
+        overrides[key] = config.convert(by_name[key], value.strip(), f"--method {spec}")
+    return name, overrides
+
+
 class Experiment:
     """The runs of a config: every (seed, method) pair. Bad input fails in the constructor, before any
     training or record; streams are built one seed at a time (a permuted-MNIST stream is ~1 GB)."""
 
     def __init__(self, cfg: dict, validation_fraction: float | None = None):
-        groups = split_config(cfg)
+        groups = config.split_config(cfg)
         self.cfg, self.validation_fraction = cfg, validation_fraction
         self.benchmark_options, self.train_options = groups["benchmark"], groups["train"]
         self.method_options = groups["method"]
-        self.method_names = list(cfg["method"])
-        for name in self.method_names:
-            methods.get(name)
-        unused = [k for k in self.method_options if not any(method_params(n, {k: 1}) for n in self.method_names)]
+        self.method_names = list(cfg["method"])  # each a name, or a name with settings (parse_method)
+        self.specs = {spec: parse_method(spec) for spec in self.method_names}
+        names = [name for name, _ in self.specs.values()]
+        unused = [k for k in self.method_options if not any(method_params(n, {k: 1}) for n in names)]
         if unused:
             flag = "--" + unused[0].replace("_", "-")
             raise LifelongError(f"{flag} is not a setting of {', '.join(self.method_names)}; see `lifelong list`")
@@ -101,38 +119,45 @@ class Experiment:
             self._cached = (seed, stream)
         return self._cached[1]
 
-    def method(self, name: str) -> methods.Method:
-        return methods.create(name, **method_params(name, self.method_options))
+    def method(self, spec: str) -> methods.Method:
+        name, overrides = self.specs[spec]
+        return methods.create(name, **{**method_params(name, self.method_options), **overrides})
 
-    def config(self, seed: int, name: str) -> dict:
+    def config(self, seed: int, spec: str) -> dict:
         return {
             "benchmark": self.cfg["benchmark"],
             **self.benchmark_options,
             "hidden": self.hidden,
-            "method": name,
-            **self.method(name).settings(),
+            "method": self.specs[spec][0],
+            "method_spec": spec,
+            **self.method(spec).settings(),
             **self.train_options,
             "seed": seed,
             "validation_fraction": self.validation_fraction,
         }
 
-    def execute(self, seed: int, name: str, store=None, group: str | None = None, progress: Callable | None = None):
+    def execute(self, seed: int, spec: str, store=None, group: str | None = None, progress: Callable | None = None):
         """Train one run; record it (running, then finished or failed with the reason).
         Returns (run id or None, Result)."""
         stream = self.stream(seed)
         settings = Settings(**{**self.train_options, "seed": seed})
         torch.manual_seed(seed)  # the initialisation is part of what the seed fixes
         model = MLP(stream.input_size, self.hidden, stream.n_classes)
-        method = self.method(name)
-        config = self.config(seed, name)
-        run_id = store.start(config, seed, group) if store is not None else None
+        method = self.method(spec)
+        run_config = self.config(seed, spec)
+        run_id = store.start(run_config, seed, group) if store is not None else None
         try:
             result = fit(stream, model, method, settings, progress=progress)
         except BaseException as e:  # record every way a run can end (also Ctrl-C), then let it propagate
             if store is not None:
                 store.fail(run_id, str(e) or type(e).__name__)
             raise
-        result.config = {**config, **result.config}
+        result.config = {**run_config, **result.config}
         if store is not None:
             store.finish(run_id, result)
+            if hasattr(method, "importance"):  # regularisers: show which weights they guard
+                from lifelong.results import plot_importance
+
+                title = f"{spec}: importance after {len(stream)} tasks (run {run_id})"
+                plot_importance(method.importance(), store.folder(run_id) / IMPORTANCE_PLOT, title)
         return run_id, result

@@ -4,12 +4,13 @@ with the best validation ACC. The whole curve (ACC and BWT against the value) is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 from lifelong import config
-from lifelong.errors import LifelongError
+from lifelong.errors import DivergedError, LifelongError
 from lifelong.experiment import Experiment
 
 
@@ -36,7 +37,12 @@ def sweep(
     for value, exp in zip(values, experiments, strict=True):
         accs, bwts, ids = [], [], []
         for seed, name in exp.runs:
-            run_id, result = exp.execute(seed, name, store, group, progress)
+            try:
+                run_id, result = exp.execute(seed, name, store, group, progress)
+            except DivergedError:  # a value too large for this lr: part of the curve, not the end of the sweep
+                accs.append(float("nan"))
+                bwts.append(float("nan"))
+                continue
             accs.append(result.acc)
             bwts.append(result.bwt)
             ids.append(run_id)
@@ -55,5 +61,9 @@ def sweep(
 
 
 def best(points: list[dict]) -> dict:
-    """The point with the highest validation ACC (the first of equals: the sweep's order breaks ties)."""
-    return max(points, key=lambda p: p["acc"])
+    """The point with the highest validation ACC (the first of equals: the sweep's order breaks ties).
+    A value whose runs diverged (ACC nan) is never chosen."""
+    finite = [p for p in points if math.isfinite(p["acc"])]
+    if not finite:
+        raise LifelongError("every value of the sweep diverged; try smaller values or a lower --lr")
+    return max(finite, key=lambda p: p["acc"])

@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import json
 import math
+import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -68,8 +69,14 @@ class _Entry:
 # -- the main report -------------------------------------------------------------------------------------
 
 
-def write_report(results: Sequence[Result], out_dir: str | Path, title: str = "Lifelong learning report") -> Path:
-    """Write ``report.md`` and its PNG figures into ``out_dir``; returns the path of report.md."""
+def write_report(
+    results: Sequence[Result],
+    out_dir: str | Path,
+    title: str = "Lifelong learning report",
+    importance_plots: Sequence[tuple[str, Path]] = (),
+) -> Path:
+    """Write ``report.md`` and its PNG figures into ``out_dir``; returns the path of report.md.
+    ``importance_plots``: (label, PNG path) of regularisation methods' importances (plot_importance)."""
     if not results:
         raise ValueError("write_report needs at least one Result")
     out = Path(out_dir)
@@ -105,6 +112,11 @@ def write_report(results: Sequence[Result], out_dir: str | Path, title: str = "L
             lines += _r_matrix_section(entry)
             heatmap = _plot_heatmap(entry, out / f"{slug}-{k}-{_slug(entry.label)}-R.png")
             lines += ["", f"![R matrix of {entry.label}]({heatmap.name})"]
+    if importance_plots:
+        lines += ["", "## Which weights are guarded: importance of each parameter", ""]
+        lines += ["Importance Ω accumulated over all tasks, per layer, and per input pixel of the first layer."]
+        for label, path in importance_plots:
+            lines += ["", f"![importance: {label}]({os.path.relpath(path, out)})"]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report

@@ -70,6 +70,11 @@ def _open_store(path: str):
     return Store(path)
 
 
+def _new_group(prefix: str = "") -> str:
+    """An id for the runs of one invocation: sortable by time, unique across parallel invocations."""
+    return prefix + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+
+
 def _describe(exp) -> str:
     cfg, stream = exp.cfg, exp.stream(exp.seeds[0])
     opt = f"{cfg['optimizer'].upper()} lr {cfg['lr']}"
@@ -92,9 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = config.resolve(args.config, flags)
     exp = Experiment(cfg)
     store = _open_store(cfg["store"])
-    group = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
-    talk = not (args.quiet or args.json)
-    if talk:
+    group = _new_group()
+    if not (args.quiet or args.json):
         print(("main job: " if main_job else "") + _describe(exp), flush=True)
     progress = Progress(enabled=not args.json)
     records = []  # (run id, method, result) in the order they ran
@@ -123,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         first_run = {spec: run_id for run_id, spec, _ in reversed(records)}  # one plot per method: its first seed
         plots = [(f"{spec} (run {i})", store.folder(i) / IMPORTANCE_PLOT) for spec, i in first_run.items()]
         plots = [(label, path) for label, path in plots if path.exists()]
-        out = Path(cfg["store"]).parent / f"report-{group}"
+        out = store.path.parent / f"report-{group}"
         path = write_report([r for _, _, r in records], out, importance_plots=plots)
         print(f"\nreport: {path}")
     return 0
@@ -135,7 +139,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     cfg = config.resolve(args.config, _flags(args))
     store = _open_store(cfg["store"])
-    group = "tune-" + time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    group = _new_group("tune-")
     progress = Progress(enabled=not args.quiet)
     values = config.str_list(args.values)
     print(
@@ -154,7 +158,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if cfg["report"]:
         from lifelong.results import write_sweep_report
 
-        path = write_sweep_report(points, Path(cfg["store"]).parent / f"report-{group}", args.param)
+        path = write_sweep_report(points, store.path.parent / f"report-{group}", args.param)
         print(f"sweep report: {path}")
     if args.final:
         exp = Experiment({**cfg, args.param: chosen["value"]})
@@ -216,7 +220,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if store.get(run_id)["status"] != "finished":
             raise LifelongError(f"run {run_id} did not finish, so it has no results to report; leave it out")
         results.append(store.result(run_id))
-    out = Path(args.out) if args.out else Path(args.store).parent / f"report-runs-{'-'.join(map(str, ids))}"
+    out = Path(args.out) if args.out else store.path.parent / f"report-runs-{'-'.join(map(str, ids))}"
     print(write_report(results, out))
     return 0
 

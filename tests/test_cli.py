@@ -58,6 +58,12 @@ def test_config_file_sets_options_and_flags_override_it(tmp_path, capsys):
     assert (c["benchmark"], c["batch_size"], c["iterations"], c["hidden"]) == ("split-synthetic", 8, 7, [12, 12])
 
 
+def test_a_yes_no_option_alone_means_yes(tmp_path, capsys):
+    code, out, err = cli(["run", *QUICK, "--eval-every-epoch", "--json", "--store", str(tmp_path / "r.db")], capsys)
+    assert code == 0, err
+    assert json.loads(out)["curves"]  # per-epoch curves were recorded
+
+
 def test_list_shows_benchmarks_methods_and_defaults(capsys):
     code, out, _ = cli(["list"], capsys)
     assert code == 0

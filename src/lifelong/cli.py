@@ -34,6 +34,8 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     }
     for o in config.options():
         extra = {"choices": o.choices} if o.choices and o.convert is str else {}
+        if o.convert is config.boolean:  # `--eval-every-epoch` alone means yes; `--report no` also works
+            extra = {"nargs": "?", "const": "yes", "metavar": "yes|no"}
         default = f" (default: {o.default})" if o.default is not None and o.group != "method" else ""
         groups[o.group].add_argument(o.flag, dest=o.name, default=None, help=o.help + default, **extra)
     parser.add_argument("--quiet", action="store_true", help="print only the summary table")

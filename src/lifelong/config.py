@@ -75,7 +75,13 @@ _SETTINGS_HELP = {
 
 EXPERIMENT = [
     Option("benchmark", str, "permuted-digits", "benchmark: builder-dataset", "experiment", benchmarks.NAMES),
-    Option("method", str_list, ["finetune"], "method, or several separated by commas", "experiment"),
+    Option(
+        "method",
+        str_list,
+        ["finetune"],
+        "method(s), comma-separated; each may carry its own settings: ewc:lam=10:fisher=sampled",
+        "experiment",
+    ),
     Option("seeds", int_list, None, "several seeds, e.g. 0,1,2: report mean ± sd (overrides --seed)", "experiment"),
     Option("store", str, "lifelong-runs/runs.db", "results database (run folders go beside it)", "experiment"),
     Option("report", boolean, True, "write a Markdown + PNG report after the runs", "experiment"),

@@ -62,8 +62,10 @@ def test_split_deals_classes_in_order(data):
 
 
 def test_split_rejects_more_tasks_than_classes(data):
-    with pytest.raises(LifelongError, match="cannot make 11 tasks"):
+    with pytest.raises(LifelongError, match="cannot make 11 tasks from 10 classes"):
         builders.split(data, 11)
+    with pytest.raises(LifelongError, match="cannot make 3 tasks of 4 classes"):
+        builders.split(data, 3, classes_per_task=4)
     with pytest.raises(LifelongError, match="distinct classes"):
         builders.split(data, 2, class_order=[0, 0, 1])
 

@@ -114,10 +114,14 @@ def split(
     if sorted(order) != sorted(set(order)) or not set(order) <= set(range(data.n_classes)):
         raise LifelongError(f"--class-order must list distinct classes of 0..{data.n_classes - 1} (got {order})")
     per_task = classes_per_task or len(order) // n_tasks
+    if n_tasks > len(order):
+        raise LifelongError(
+            f"split cannot make {n_tasks} tasks from {len(order)} classes; use at most {len(order)} tasks"
+        )
     if per_task < 1 or per_task * n_tasks > len(order):
         raise LifelongError(
             f"split cannot make {n_tasks} tasks of {per_task} classes from {len(order)} classes; "
-            f"use at most {len(order)} tasks or fewer classes per task"
+            f"use fewer tasks or fewer classes per task"
         )
     g = torch.Generator().manual_seed(seed)
     tasks = []

@@ -104,9 +104,9 @@ class Experiment:
         self.seeds = list(cfg["seeds"]) if cfg["seeds"] else [cfg["seed"]]
         self._cached: tuple[int, Stream] | None = None
         stream = self.stream(self.seeds[0])  # builds and checks the data
-        for name in self.method_names:
-            self.method(name).check(stream)
-            Settings(**{**self.train_options, "seed": self.seeds[0]})
+        Settings(**{**self.train_options, "seed": self.seeds[0]})  # checks the training settings
+        for spec in self.method_names:
+            self.method(spec).check(stream)
 
     @property
     def runs(self) -> list[tuple[int, str]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lifelong import benchmarks, config, methods, metrics, text
+from lifelong.data.task import SCENARIO_NAMES
 from lifelong.errors import DivergedError, LifelongError
 
 # Flags that say how to run or show, not what to run: `lifelong run` with only these is the main job.
@@ -84,7 +85,7 @@ def _describe(exp) -> str:
     sizes = "-".join(map(str, [stream.input_size, *exp.hidden, stream.n_classes]))
     seeds = f"seeds {','.join(map(str, exp.seeds))}" if len(exp.seeds) > 1 else f"seed {exp.seeds[0]}"
     return (
-        f"{stream.name} · {text.VIEW_NAMES[stream.scenario]} · {len(stream)} tasks · MLP {sizes} · "
+        f"{stream.name} · {SCENARIO_NAMES[stream.scenario]} · {len(stream)} tasks · MLP {sizes} · "
         f"{opt}, {length}/task, batch {cfg['batch_size']} · {seeds}"
     )
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from lifelong import metrics
+from lifelong.data.task import SCENARIO_NAMES
 from lifelong.result import Result
-
-VIEW_NAMES = {"task": "task-IL", "domain": "domain-IL", "class": "class-IL"}
 
 
 def matrix(R, task_names: list[str], title: str) -> str:
@@ -37,7 +36,7 @@ def summary_table(groups: dict[str, list[Result]]) -> str:
     views = [first.scenario] + [v for v in first.views if v != first.scenario]
     header = ["method", "seeds"]
     for v in views:
-        tag = "" if v == first.scenario else f" {VIEW_NAMES[v]}"
+        tag = "" if v == first.scenario else f" {SCENARIO_NAMES[v]}"
         header += [f"ACC{tag}", f"BWT{tag}"] + (["FWT"] if v == first.scenario else [])
     header.append("train s")
     rows = []
@@ -58,7 +57,7 @@ def summary_table(groups: dict[str, list[Result]]) -> str:
     ]
     lines.insert(1, "-" * len(lines[0]))
     notes = [
-        f"scenario: {VIEW_NAMES[first.scenario]}; accuracies in % on each task's test set; mean ± sd over seeds",
+        f"scenario: {SCENARIO_NAMES[first.scenario]}; accuracies in % on each task's test set; mean ± sd over seeds",
         metrics.DEFINITIONS["acc"],
         metrics.DEFINITIONS["bwt"],
         metrics.DEFINITIONS["fwt"],

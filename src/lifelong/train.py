@@ -114,7 +114,7 @@ def fit(
     stream = _on_device(stream, s.device)
     model = method.prepare(model.to(s.device), stream)
     model.train()
-    call = {h: type(method).overrides(h) for h in ("after_backward", "after_step")}
+    call_after_backward, call_after_step = (type(method).overrides(h) for h in ("after_backward", "after_step"))
     primary = {"domain": "domain", "task": "task", "class": "class"}[stream.scenario]
 
     started = time.perf_counter()
@@ -168,10 +168,10 @@ def fit(
                 loss = method.loss(model, x[idx], y[idx], mask)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if call["after_backward"]:
+                if call_after_backward:
                     method.after_backward(model, task)
                 optimizer.step()
-                if call["after_step"]:
+                if call_after_step:
                     method.after_step(model, task)
                 total += loss.detach()
             mean_loss = total.item() / len(batches)

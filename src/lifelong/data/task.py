@@ -24,6 +24,7 @@ import torch
 from lifelong.errors import LifelongError
 
 SCENARIOS = ("task", "domain", "class")
+SCENARIO_NAMES = {"task": "task-IL", "domain": "domain-IL", "class": "class-IL"}  # also the evaluation views
 
 
 @dataclass(eq=False)

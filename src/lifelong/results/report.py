@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lifelong import metrics
+from lifelong.data.task import SCENARIO_NAMES
 from lifelong.result import Result
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 TABLE_METRICS = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT", "forgetting": "Forgetting"}
 VIEW_METRICS = {"acc": "ACC", "bwt": "BWT"}  # shown again under each evaluation view
-VIEW_LABELS = {"task": "task-IL", "class": "class-IL", "domain": "domain-IL"}  # also the columns' order
+VIEW_ORDER = ("task", "class", "domain")  # the order of the view columns
 # Train settings that do not change what is learned: runs differing only in these are seeds of one setting.
 NOT_SETTINGS = {"seed", "device", "eval_batch_size", "eval_every_epoch"}
 
@@ -58,7 +59,7 @@ class _Entry:
         """Mean and sample sd over seeds of metric ``key`` of R (under ``view``); sd is nan for a single run,
         both are nan when the metric means nothing for these runs (BWT of joint training)."""
         fn = getattr(metrics, key)
-        matrices = [r.R if view is None else r.views.get(view) for r in self.results if key == "acc" or _sequential(r)]
+        matrices = [r.R if view is None else r.views.get(view) for r in self.results if key == "acc" or r.sequential]
         return _mean_sd([fn(R) for R in matrices if R is not None])
 
     def matrices(self) -> np.ndarray:
@@ -92,7 +93,7 @@ def write_report(
         slug = _slug(f"{benchmark}-{scenario}-{n_tasks}tasks")
         lines += ["", f"## {benchmark}, {scenario}-incremental, {n_tasks} tasks", ""]
         lines += _metrics_table(entries)
-        if not all(_sequential(r) for e in entries for r in e.results):
+        if not all(r.sequential for e in entries for r in e.results):
             lines += ["", "–: not defined for a method that learns all tasks in one stage (joint training)."]
         lines += [
             "",
@@ -151,9 +152,9 @@ def _setting(r: Result) -> dict[str, Any]:
 
 def _metrics_table(entries: list[_Entry]) -> list[str]:
     found = {v for e in entries for r in e.results for v in r.views} if _multi_view(entries) else set()
-    views = sorted(found, key=lambda v: (list(VIEW_LABELS).index(v) if v in VIEW_LABELS else len(VIEW_LABELS), v))
+    views = sorted(found, key=lambda v: (VIEW_ORDER.index(v) if v in VIEW_ORDER else len(VIEW_ORDER), v))
     header = ["method"] + [f"{name} (%)" for name in TABLE_METRICS.values()]
-    header += [f"{name} ({VIEW_LABELS.get(v, v)}) (%)" for v in views for name in VIEW_METRICS.values()]
+    header += [f"{name} ({SCENARIO_NAMES.get(v, v)}) (%)" for v in views for name in VIEW_METRICS.values()]
     header += ["seeds"]
     rows = []
     for e in entries:
@@ -162,11 +163,6 @@ def _metrics_table(entries: list[_Entry]) -> list[str]:
         row += [f"{len(e.results)} ({', '.join(str(s) for s in e.seeds)})"]
         rows.append(row)
     return _md_table(header, rows)
-
-
-def _sequential(r: Result) -> bool:
-    """Whether tasks were learned one after another (joint training has one stage: no BWT, FWT, forgetting)."""
-    return getattr(r, "sequential", True)
 
 
 def _multi_view(entries: list[_Entry]) -> bool:
@@ -237,7 +233,7 @@ def _plot_task_accuracy(entries: list[_Entry], path: Path) -> Path:
         x = np.arange(mean.shape[0])
         for j, name in enumerate(names):
             ax.plot(x, mean[:, j], marker="o", markersize=3, color=f"C{j}", label=f"task {j + 1}: {name}")
-            if _sequential(entry.results[0]):  # joint training learns every task at once: no single moment
+            if entry.results[0].sequential:  # joint training learns every task at once: no single moment
                 ax.plot([j + 1], [mean[j + 1, j]], marker="*", markersize=11, color=f"C{j}")
             if sd is not None:
                 ax.fill_between(x, mean[:, j] - sd[:, j], mean[:, j] + sd[:, j], color=f"C{j}", alpha=0.2)

@@ -168,6 +168,14 @@ class Regularizer(Method):
             return torch.zeros((), device=self._const.device)
         return _Penalty.apply(self, *self.layout.params)
 
+    def task_gradient(self) -> torch.Tensor:
+        """The gradient of the task loss alone, as a flat vector: the total gradient minus the penalty's,
+        so that path integrals (SI, RWalk) do not credit the penalty with the drop in the task loss."""
+        g = self.layout.flat_grad()
+        if self.penalised and self._penalty_grad is not None:
+            g -= self._penalty_grad
+        return g
+
     def after_task(self, task: Task, model: nn.Module) -> None:
         with torch.no_grad():
             b = self.task_importance(task, model).detach().to(self._const.device)

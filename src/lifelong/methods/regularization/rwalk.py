@@ -86,10 +86,7 @@ class RWalk(Regularizer):
         return super().loss(model, x, y, mask)
 
     def after_backward(self, model, task) -> None:
-        g = self.layout.flat_grad()
-        if self.penalised and self._penalty_grad is not None:
-            g -= self._penalty_grad
-        self._grad = g
+        self._grad = self.task_gradient()  # at the parameters before the step
 
     def after_step(self, model, task) -> None:
         theta = self.layout.flat()

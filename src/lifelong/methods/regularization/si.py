@@ -54,10 +54,7 @@ class SI(Regularizer):
         self._path.zero_()
 
     def after_backward(self, model, task) -> None:
-        g = self.layout.flat_grad()
-        if self.penalised and self._penalty_grad is not None:
-            g -= self._penalty_grad
-        self._grad = g  # the task loss's gradient at the parameters before the step
+        self._grad = self.task_gradient()  # at the parameters before the step
 
     def after_step(self, model, task) -> None:
         theta = self.layout.flat()

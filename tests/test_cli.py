@@ -174,7 +174,7 @@ def test_each_method_can_carry_its_own_settings(tmp_path, capsys):
     assert runs["si"]["lam"] == 0.1  # the default, untouched by ewc's setting
     # regularisers show which weights they guard, in their run folder and in the report
     ewc_id = next(r["id"] for r in Store(db).runs() if r["method"] == "ewc")
-    assert (tmp_path / f"run-{ewc_id:04d}" / "importance.png").is_file()
+    assert (Store(db).folder(ewc_id) / "importance.png").is_file()  # r.db's folders: r-run-NNNN
     report = next(tmp_path.glob("report-*/report.md")).read_text()
     assert "importance of each parameter" in report and f"run-{ewc_id:04d}/importance.png" in report
 

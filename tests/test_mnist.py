@@ -86,7 +86,7 @@ def test_download_verifies_and_caches(files):
 
 
 def test_offline_download_fails_clearly_and_leaves_nothing(files):
-    with pytest.raises(LifelongError, match="could not be downloaded.*--data-dir"):
+    with pytest.raises(LifelongError, match="could not be downloaded.*give it as data_dir"):
         mnist.download(mnist.cache_dir(), mirrors=("http://127.0.0.1:9/",), timeout=2)
     assert not list(mnist.cache_dir().glob("*"))
 

@@ -175,24 +175,26 @@ def test_every_method_forgets_less_than_finetune(name, finetune_bwt):
 
 @pytest.mark.parametrize(
     "name, settings, flag",
-    [(n, {"lam": -1.0}, "--lam") for n in NAMES]
+    [(n, {"lam": -1.0}, "lam") for n in NAMES]
     + [
-        ("ewc", {"lam": float("nan")}, "--lam"),
-        ("ewc", {"fisher": "diagonal"}, "--fisher"),
-        ("rwalk", {"fisher": "fim"}, "--fisher"),
-        ("ewc", {"fisher_samples": -5}, "--fisher-samples"),
-        ("ewc", {"fisher_batch": 0}, "--fisher-batch"),
-        ("online-ewc", {"gamma": 1.5}, "--gamma"),
-        ("si", {"xi": -0.1}, "--xi"),
-        ("rwalk", {"xi": 0.0}, "--xi"),
-        ("mas", {"samples": -1}, "--samples"),
-        ("scp", {"slices": 0}, "--slices"),
-        ("scp", {"alpha": 2.0}, "--alpha"),
-        ("rwalk", {"update_every": 0}, "--update-every"),
+        ("ewc", {"lam": float("nan")}, "lam"),
+        ("ewc", {"fisher": "diagonal"}, "fisher"),
+        ("rwalk", {"fisher": "fim"}, "fisher"),
+        ("ewc", {"fisher_samples": -5}, "fisher_samples"),
+        ("ewc", {"fisher_batch": 0}, "fisher_batch"),
+        ("online-ewc", {"gamma": 1.5}, "gamma"),
+        ("si", {"xi": -0.1}, "xi"),
+        ("rwalk", {"xi": 0.0}, "xi"),
+        ("mas", {"samples": -1}, "samples"),
+        ("scp", {"slices": 0}, "slices"),
+        ("scp", {"alpha": 2.0}, "alpha"),
+        ("rwalk", {"update_every": 0}, "update_every"),
+        ("ewc", {"step": "implicit"}, "step"),
     ],
 )
 def test_bad_hyperparameters_are_user_errors(name, settings, flag):
-    with pytest.raises(ll.LifelongError, match=flag):
+    # From Python a message names the setting as the keyword argument (the CLI says --fisher-samples).
+    with pytest.raises(ll.LifelongError, match=rf"{name}: {flag} must be"):
         ll.methods.create(name, **settings)
 
 
@@ -205,7 +207,7 @@ def test_registry_names_and_settings():
         assert "lam" in fields and all(f.metadata.get("help") for f in fields.values())
         assert cls.__doc__ and "Σ" in cls.__doc__  # the equation, in one line
     settings = ll.methods.create("ewc", fisher="batched", fisher_samples=100).settings()
-    assert settings == {"lam": 1.0, "fisher": "batched", "fisher_samples": 100, "fisher_batch": 128}
+    assert settings == {"lam": 1.0, "step": "auto", "fisher": "batched", "fisher_samples": 100, "fisher_batch": 128}
     assert ll.methods.create("ewc", fisher_samples=0).fisher_samples == 0  # 0 and None both mean all
 
 

@@ -8,10 +8,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from matplotlib.container import ErrorbarContainer
 
 import lifelong
 from lifelong import Result, metrics
-from lifelong.results import plot_importance, write_report, write_sweep_report
+from lifelong.results import plot_importance, report, write_report, write_sweep_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -164,6 +165,166 @@ def test_importance_plot_for_an_8x8_input_and_a_non_square_one(tmp_path):
     }
     assert is_png(plot_importance(importances, tmp_path / "importance.png", "EWC importance"))
     assert is_png(plot_importance({"body.1.weight": torch.rand(5, 10)}, tmp_path / "deep" / "other.png", "SI"))
+
+    # Panels are titled in words, not with the model's attribute names.
+    fig = report._importance_figure(importances, "EWC importance")
+    titles = [ax.get_title().splitlines()[0] for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert titles == [
+        "layer 1 weights (64 → 20)",
+        "layer 1 bias (20)",
+        "output layer weights (20 → 10)",
+        "layer 1 weights: per input pixel (8×8),",
+    ]
+    assert not any("body." in ax.get_title() or "head." in ax.get_title() for ax in fig.axes)
+
+
+def test_parameter_labels_of_the_mlp_and_of_other_models():
+    model = lifelong.models.MLP(64, [50, 30], 10)  # body = Flatten, Linear, ReLU, Linear, ReLU; head = Linear
+    labels = report.parameter_labels({name: p.shape for name, p in model.named_parameters()})
+    assert labels == {
+        "body.1.weight": "layer 1 weights (64 → 50)",
+        "body.1.bias": "layer 1 bias (50)",
+        "body.3.weight": "layer 2 weights (50 → 30)",
+        "body.3.bias": "layer 2 bias (30)",
+        "head.weight": "output layer weights (30 → 10)",
+        "head.bias": "output layer bias (10)",
+    }
+    # Other models: a module keeps its name unless numbered, a convolution shows its kernel, a scalar says so.
+    assert report.parameter_label("body.1.weight", (50, 64)) == "body.1 weights (64 → 50)"
+    assert report.parameter_label("features.0.weight", (16, 3, 5, 5), layer=1) == "layer 1 weights (3 → 16, 5×5 kernel)"
+    assert report.parameter_label("classifier.bias", torch.Size([7])) == "output layer bias (7)"
+    assert report.parameter_label("log_temperature", ()) == "log_temperature (scalar)"
+    assert report.parameter_label("norm.running_scale", (4, 2)) == "norm running_scale (4×2)"
+
+
+# -- the ACC/BWT/FWT bar chart, read from its matplotlib artists ------------------------------------------
+
+
+def bars_figure(results):
+    (entries,) = report._group(results).values()
+    return report._metric_bars_figure(entries)
+
+
+def error_bars(ax) -> list:
+    return [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+
+
+def texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def no_forgetting(seed: int) -> Result:
+    """A run whose final row equals the diagonal: BWT exactly 0 (as for one model per task)."""
+    result = hand_made("independent", seed)
+    R = result.R.copy()
+    R[3, :2] = [R[1, 0], R[2, 1]]
+    return dataclasses.replace(result, R=R, views={"domain": R})
+
+
+def test_metric_bars_single_seeds_have_no_error_bars_and_label_0_and_na():
+    runs = [hand_made("finetune", 0), dataclasses.replace(hand_made("joint", 0), n_stages=1), no_forgetting(0)]
+    assert metrics.bwt(runs[2].R) == 0.0
+    fig = bars_figure(runs)
+    acc, bwt, fwt = fig.axes
+
+    assert not any(error_bars(ax) for ax in fig.axes)  # one seed: no sd, so no error bar (not even a cap)
+    assert [p.get_width() for p in acc.patches] == pytest.approx([r.acc * 100 for r in runs])
+    assert texts(acc) == [f"{r.acc * 100:.1f}" for r in runs]
+    # A measured 0.0 is written, an undefined metric (joint's BWT and FWT) says n/a.
+    assert texts(bwt) == [f"{runs[0].bwt * 100:.1f}".replace("-", "\N{MINUS SIGN}"), "n/a", "0.0"]
+    assert texts(fwt)[1] == "n/a"
+    # Shared scales: ACC on 0..100, BWT and FWT on one symmetric scale that holds every bar.
+    assert acc.get_xlim() == (0, 100)
+    lo, hi = bwt.get_xlim()
+    assert fwt.get_xlim() == (lo, hi) and lo == -hi
+    assert hi >= 100 * max(abs(runs[0].bwt), abs(runs[0].fwt), abs(runs[2].fwt))
+    assert [t.get_text() for t in acc.get_yticklabels()] == ["finetune", "joint", "independent"]
+
+
+def test_metric_bars_show_sd_over_two_seeds_and_stay_narrow_for_many_methods():
+    runs = [hand_made("ewc", seed) for seed in (0, 1)]
+    acc = bars_figure(runs).axes[0]
+    values = np.array([r.acc for r in runs]) * 100
+    mean, sd = values.mean(), values.std(ddof=1)
+    (container,) = error_bars(acc)
+    (segment,) = container.lines[2][0].get_segments()
+    assert (segment[0][0], segment[1][0]) == pytest.approx((mean - sd, mean + sd))
+    assert texts(acc) == [f"{mean:.1f} ± {sd:.1f}"]
+
+    many = [hand_made(f"method{k}", 0) for k in range(20)]
+    assert bars_figure(many).get_size_inches()[0] <= 12  # the old chart grew 3.6 inches per method
+
+
+def test_metric_bars_plot_task_and_class_il_side_by_side():
+    runs = [hand_made(method, seed, scenario="task") for method in ("finetune", "ewc") for seed in (0, 1)]
+    fig = bars_figure(runs)
+    acc, bwt, fwt = fig.axes
+
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["task-IL", "class-IL"]
+    expected = [
+        np.mean([metrics.acc(r.views[view]) for r in runs if r.method == method]) * 100
+        for view in ("task", "class")
+        for method in ("finetune", "ewc")
+    ]
+    assert [p.get_width() for p in acc.patches] == pytest.approx(expected)
+    assert len(bwt.patches) == 4 and len(error_bars(bwt)) == 2  # per view: one bar per method, sd over 2 seeds
+    assert len(fwt.patches) == 2  # FWT: the stream's own scenario only, as in the table
+    assert fwt.get_xlabel().startswith("FWT (%), task-IL")
+
+
+def sweep_axes(points, chance=None):
+    """The ACC and BWT panels of a sweep's figure (points sorted by value, as write_sweep_report sorts them)."""
+    best = max(range(len(points)), key=lambda i: points[i]["acc"])
+    fig = report._sweep_figure(points, "lam", best, True, report._sweep_notes(points, chance), chance)
+    return fig.axes
+
+
+def test_sweep_report_says_when_the_curve_is_flat_within_noise_and_near_chance(tmp_path):
+    accs = (0.102, 0.105, 0.109, 0.104)  # a 0.7-point spread of near-chance accuracies
+    bwts = (-0.40, -0.35, -0.25, -0.10)  # BWT does move with lam
+    points = [
+        {"value": v, "acc": a, "bwt": b, "acc_sd": 0.004} for v, a, b in zip((0.1, 1, 10, 100), accs, bwts, strict=True)
+    ]
+    text = write_sweep_report(points, tmp_path, "lam", chance=0.1).read_text()
+    assert "- The validation ACC curve is flat within noise: 0.7 points across values (less than 2 points)." in text
+    assert "near chance (10.0 %) for every value (at most 10.9 %)" in text
+    assert "validation BWT curve" not in text  # a 30-point spread is a trend
+
+    acc, bwt = sweep_axes(points, chance=0.1)
+    assert "flat within noise: 0.7 points" in acc.get_title(loc="left").replace("\n", " ")
+    assert "near chance" in acc.get_title(loc="left").replace("\n", " ")
+    assert bwt.get_title(loc="left") == ""
+    lo, hi = acc.get_ylim()
+    assert hi - lo >= 10  # the 0.7 points are not zoomed into a trend
+    assert any(list(line.get_ydata()) == [10, 10] for line in acc.lines)  # the chance line
+
+
+def test_sweep_flatness_counts_the_seeds_sd_and_a_clear_trend_gets_no_note(tmp_path):
+    noisy = [{"value": v, "acc": a, "bwt": 0.0, "acc_sd": 0.04} for v, a in ((1, 0.60), (10, 0.63))]
+    (note,) = report._sweep_notes(noisy)["acc"]
+    assert note.endswith("flat within noise: 3.0 points across values (less than the seeds' sd, up to 4.0 points)")
+
+    trend = [{"value": v, "acc": a, "bwt": b} for v, a, b in ((0.1, 0.60, -0.30), (1, 0.72, -0.12), (10, 0.64, -0.03))]
+    text = write_sweep_report(trend, tmp_path, "lam", chance=0.1).read_text()
+    assert "Read with care" not in text and "flat" not in text and "chance" not in text
+    acc, bwt = sweep_axes(trend, chance=0.1)
+    assert not error_bars(acc) and not error_bars(bwt)  # one seed per value: no error bars
+    assert acc.get_title(loc="left") == ""
+    assert not any(list(line.get_ydata()) == [10, 10] for line in acc.lines)  # chance lies far below the data
+
+
+def test_sweep_error_bars_only_where_there_were_seeds_and_diverged_values_are_not_chosen(tmp_path):
+    points = [
+        {"value": 1.0, "acc": float("nan"), "bwt": float("nan")},
+        {"value": 2.0, "acc": 0.5, "bwt": -0.2, "acc_sd": 0.01, "bwt_sd": 0.02},
+        {"value": 3.0, "acc": 0.4, "bwt": -0.1},
+    ]
+    text = write_sweep_report(points, tmp_path, "lr").read_text()
+    assert "**lr = 2**" in text
+    acc, _ = sweep_axes(points[1:])
+    (container,) = error_bars(acc)
+    (segment,) = container.lines[2][0].get_segments()
+    assert [segment[0][1], segment[1][1]] == pytest.approx([49, 51])
 
 
 def test_importing_the_results_package_does_not_import_matplotlib():

@@ -75,5 +75,5 @@ def test_si_counts_the_task_gradient_only():
 
 
 def test_si_damping_must_be_positive():
-    with pytest.raises(ll.LifelongError, match="--xi"):
+    with pytest.raises(ll.LifelongError, match="si: xi must be > 0"):
         ll.methods.create("si", xi=0.0)

@@ -225,3 +225,182 @@ def test_a_read_only_store_can_be_read_but_not_written(tmp_path, monkeypatch):
 def test_code_version_without_git(monkeypatch):
     monkeypatch.setenv("PATH", "")  # no git executable to be found
     assert store_module._git_suffix.__wrapped__(str(Path(lifelong.__file__).parent)) == ""
+
+
+# -- every store has its own run folders; no file of the user's is ever replaced ----------------------
+
+
+def test_two_stores_in_one_folder_keep_their_own_result_files(tmp_path):
+    a, b = Store(tmp_path / "a.db"), Store(tmp_path / "b.db")
+    run_a, run_b = a.start({}, seed=1), b.start({}, seed=2)
+    assert run_a == run_b == 1  # the same ids: only the folder names tell them apart
+    a.finish(run_a, tiny_result(seed=1))
+    b.finish(run_b, tiny_result(seed=2))
+
+    assert (a.folder(1), b.folder(1)) == (tmp_path / "a-run-0001", tmp_path / "b-run-0001")
+    assert json.loads((tmp_path / "a-run-0001" / "result.json").read_text())["seed"] == 1
+    assert json.loads((tmp_path / "b-run-0001" / "result.json").read_text())["seed"] == 2
+    assert a.get(1)["folder"] == str(tmp_path / "a-run-0001")
+    assert not (tmp_path / "run-0001").exists()
+    # the default name keeps the layout every earlier store has
+    default = Store(tmp_path / "runs.db")
+    assert default.folder(default.start({}, seed=0)) == tmp_path / "run-0001"
+
+
+def test_a_foreign_result_json_in_a_run_folder_is_never_deleted(tmp_path):
+    """A deleted store left run-0001/result.json behind: a new store's run 1 goes to a fresh folder."""
+    old = tmp_path / "run-0001" / "result.json"
+    old.parent.mkdir()
+    old.write_text('{"run_id": 1, "note": "from a deleted store"}')
+    (tmp_path / "run-0002").mkdir()  # an empty leftover folder holds nothing to lose: it is reused
+
+    store = Store(tmp_path / "runs.db")
+    first, second = store.start({}, seed=0), store.start({}, seed=1)
+    store.finish(first, tiny_result())
+    assert old.read_text() == '{"run_id": 1, "note": "from a deleted store"}'
+    assert store.folder(first) == tmp_path / "run-0001-2" and store.folder(second) == tmp_path / "run-0002"
+    assert json.loads((store.folder(first) / "result.json").read_text())["run_id"] == first
+
+    # One put into the run's folder after start() is kept too: the result goes to yet another folder.
+    foreign = store.folder(second) / "result.json"
+    foreign.write_text("my notes")
+    store.finish(second, tiny_result())
+    assert foreign.read_text() == "my notes"
+    assert store.folder(second) == tmp_path / "run-0002-2"
+    assert store.result(second).acc == pytest.approx(tiny_result().acc)
+
+
+def test_a_schema_1_store_reads_as_before_and_is_upgraded_by_its_first_write(tmp_path):
+    path = tmp_path / "old.db"  # schema 1 put every store's runs in run-NNNN, whatever its name
+    store = Store(path)
+    store.finish(store.start({}, seed=3), tiny_result(seed=3))
+    (tmp_path / "old-run-0001").rename(tmp_path / "run-0001")
+    with sqlite3.connect(path) as con:  # what a store written by schema 1 looks like
+        con.execute("ALTER TABLE runs DROP COLUMN folder")
+        con.execute("ALTER TABLE runs DROP COLUMN progress")
+        con.execute("PRAGMA user_version = 1")
+    before = path.read_bytes()
+
+    old = Store(path, create=False)
+    assert old.folder(1) == tmp_path / "run-0001" and old.get(1)["progress"] is None
+    assert old.result(1).acc == pytest.approx(tiny_result().acc) and old.runs()[0]["status"] == "finished"
+    assert path.read_bytes() == before  # reading did not upgrade it
+
+    new_id = old.start({}, seed=4)
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA user_version").fetchone() == (store_module.SCHEMA_VERSION,)
+    assert old.folder(new_id) == tmp_path / "old-run-0002" and old.folder(1) == tmp_path / "run-0001"
+
+
+def test_reading_a_missing_or_empty_store_makes_nothing(tmp_path):
+    with pytest.raises(LifelongError, match="no results store"):
+        Store(tmp_path / "sub" / "missing.db", create=False)
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    with pytest.raises(LifelongError, match="no results store .* empty"):
+        Store(empty, create=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"] and empty.read_bytes() == b""
+
+
+@pytest.mark.parametrize("command", [["show", "latest"], ["report", "1"]])
+def test_show_and_report_on_a_missing_store_make_nothing(tmp_path, capsys, command):
+    from lifelong.cli import main
+
+    code = main([*command, "--store", str(tmp_path / "nowhere" / "missing.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "no results store at" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- a run stopped part-way keeps the rows of R it finished -----------------------------------------
+
+FOUR_TASKS = "run --benchmark permuted-synthetic --tasks 4 --iterations 20 --hidden 20 --report no".split()
+
+
+def stopping_in_task_3(how: str):
+    """An after_task hook that stops the run at the end of its third task, after R[0], R[1] and R[2] were
+    recorded: by SIGKILL or by Ctrl-C."""
+    done = []
+
+    def after_task(self, task, model):
+        done.append(task.id)
+        if len(done) == 3:
+            if how == "sigkill":
+                os.kill(os.getpid(), 9)
+            raise KeyboardInterrupt
+
+    return after_task
+
+
+def full_run_R() -> np.ndarray:
+    """R of the same run as FOUR_TASKS, trained to the end without a store."""
+    from lifelong import config
+    from lifelong.experiment import Experiment
+
+    flags = {"benchmark": "permuted-synthetic", "tasks": 4, "iterations": 20, "hidden": [20], "method": "finetune"}
+    R = Experiment(config.resolve(None, flags)).execute(0, "finetune")[1].R
+    assert len({tuple(row) for row in R}) == len(R)  # distinct rows, so that a wrong row cannot pass for R[i]
+    return R
+
+
+def test_ctrl_c_keeps_the_finished_rows_and_reads_as_interrupted(tmp_path, capsys, monkeypatch):
+    from lifelong.cli import main
+    from lifelong.methods.baselines import Finetune
+
+    expected = full_run_R()
+    monkeypatch.setattr(Finetune, "after_task", stopping_in_task_3("ctrl-c"), raising=False)
+    db = str(tmp_path / "r.db")
+    code = main([*FOUR_TASKS, "--quiet", "--store", db])
+    err = capsys.readouterr().err
+    assert code == 130 and err.count("\n") == 1 and "interrupted" in err and "KeyboardInterrupt" not in err
+
+    row = Store(db).get(1)
+    assert row["status"] == "interrupted" and row["message"] == store_module.INTERRUPTED and row["finished"]
+    assert row["progress"] == {"stages_done": 2, "n_stages": 4, "task_names": ["perm1", "perm2", "perm3", "perm4"]}
+    np.testing.assert_allclose(row["R"], expected[:3])  # the same rows as the run that went on to the end
+
+    assert main(["show", "1", "--store", db]) == 0
+    out = capsys.readouterr().out
+    assert "run 1: interrupted (stopped by the user with Ctrl-C)" in out and "finished 2 of 4 tasks" in out
+    assert "after perm2" in out and "after perm3" not in out
+    init = next(line for line in out.splitlines() if line.startswith("init")).split()[1:]
+    assert [float(v) for v in init] == pytest.approx(list(expected[0] * 100), abs=0.051)
+
+
+@posix_only
+def test_a_run_killed_in_task_3_keeps_rows_0_to_2(tmp_path, capsys):
+    from lifelong.cli import main
+
+    expected = full_run_R()
+    db = tmp_path / "r.db"
+    done = run_in_subprocess(f"""
+        import sys, torch
+        torch.set_num_threads(1)  # as the other tests: 2 shared cores
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_store import FOUR_TASKS, stopping_in_task_3
+        from lifelong.cli import main
+        from lifelong.methods.baselines import Finetune
+        Finetune.after_task = stopping_in_task_3("sigkill")
+        main([*FOUR_TASKS, "--quiet", "--store", {str(db)!r}])
+    """)
+    assert done.returncode == -9, done.stderr
+
+    row = Store(db).get(1)
+    assert row["status"] == "killed" and row["progress"]["stages_done"] == 2
+    np.testing.assert_allclose(row["R"], expected[:3])
+    assert main(["show", "latest", "--store", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "run 1: killed" in out and "finished 2 of 4 tasks" in out and "after perm2" in out
+
+
+def test_a_diverged_run_stays_failed_with_its_message_and_row_0(tmp_path, capsys):
+    from lifelong.cli import main
+
+    db = tmp_path / "r.db"
+    assert main([*FOUR_TASKS, "--lr", "1e30", "--store", str(db)]) == 1
+    row = Store(db).get(1)
+    assert row["status"] == "failed" and "diverged" in row["message"]
+    assert len(row["R"]) == 1 and row["progress"]["stages_done"] == 0  # only R[0]: task 1 never ended
+    capsys.readouterr()
+    assert main(["show", "1", "--store", str(db)]) == 0
+    assert "finished 0 of 4 tasks" in capsys.readouterr().out

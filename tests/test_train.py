@@ -111,7 +111,15 @@ def test_optimizers_and_settings_are_checked():
     s = stream(1)
     for opts in ({"optimizer": "adam", "lr": 1e-3}, {"momentum": 0.9, "weight_decay": 1e-4}):
         assert ll.fit(s, model_for(s), iterations=5, **opts).R.shape == (2, 1)
-    for bad, match in (({"lr": -1}, "--lr"), ({"epochs": 0}, "--epochs"), ({"optimizer": "rmsprop"}, "optimizer")):
+    bad_settings = (
+        ({"lr": -1}, "^lr must"),  # from Python a message names the keyword, not the CLI flag
+        ({"epochs": 0}, "^epochs must"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"momentum": float("nan")}, "^momentum must be a finite number"),
+        ({"weight_decay": float("inf")}, "^weight_decay must be a finite number"),
+        ({"batch_size": True}, "^batch_size must be a whole number"),
+    )
+    for bad, match in bad_settings:
         with pytest.raises(ll.LifelongError, match=match):
             ll.Settings(**bad)
 

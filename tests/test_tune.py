@@ -38,7 +38,7 @@ def test_sweep_checks_the_parameter():
     cfg = resolve(None, {"benchmark": "permuted-synthetic", "tasks": 2})
     with pytest.raises(LifelongError, match="not a training setting"):
         tune.sweep(cfg, "benchmark", ["split-digits"])
-    with pytest.raises(LifelongError, match="--lr got 'abc'"):
+    with pytest.raises(LifelongError, match="lr got 'abc'"):
         tune.sweep(cfg, "lr", ["abc"])
 
 

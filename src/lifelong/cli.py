@@ -4,18 +4,26 @@ options, experiment.py runs them, results/ stores and reports them, text.py prin
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import math
+import os
+import re
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 from lifelong import benchmarks, config, methods, metrics, text
 from lifelong.data.task import SCENARIO_NAMES
-from lifelong.errors import DivergedError, LifelongError
+from lifelong.errors import DivergedError, LifelongError, LifelongWarning, cli_names
+from lifelong.result import Result
+
+NEGATIVE_LIST = re.compile(r"^-[0-9.]")  # a value such as -1,0 or -45,45 (not a flag)
 
 # Flags that say how to run or show, not what to run: `lifelong run` with only these is the main job.
 OUTPUT_FLAGS = ("quiet", "json", "store", "report")
@@ -67,10 +75,12 @@ class Progress:
             sys.stderr.write("\r" + " " * 80 + "\r")
 
 
-def _open_store(path: str):
+def _open_store(path: str, create: bool = True):
+    """The results store; ``create=False`` for commands that only read (a missing store is then an error,
+    and no file or folder is made)."""
     from lifelong.results import Store
 
-    return Store(path)
+    return Store(path, create=create)
 
 
 def _new_group(prefix: str = "") -> str:
@@ -84,14 +94,17 @@ def _describe(exp) -> str:
     length = f"{cfg['iterations']} iterations" if cfg["iterations"] else f"{cfg['epochs']} epochs"
     sizes = "-".join(map(str, [stream.input_size, *exp.hidden, stream.n_classes]))
     seeds = f"seeds {','.join(map(str, exp.seeds))}" if len(exp.seeds) > 1 else f"seed {exp.seeds[0]}"
+    left_out = ""
+    if stream.left_out:  # an uneven split: say which classes no task has, rather than drop them silently
+        left_out = f" · leaves out class{'es' * (len(stream.left_out) > 1)} {', '.join(stream.left_out)}"
     return (
-        f"{stream.name} · {SCENARIO_NAMES[stream.scenario]} · {len(stream)} tasks · MLP {sizes} · "
+        f"{stream.name} · {SCENARIO_NAMES[stream.scenario]} · {len(stream)} tasks{left_out} · MLP {sizes} · "
         f"{opt}, {length}/task, batch {cfg['batch_size']} · {seeds}"
     )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from lifelong.experiment import IMPORTANCE_PLOT, MAIN_JOB, Experiment
+    from lifelong.experiment import MAIN_JOB, Experiment
 
     flags = _flags(args)
     main_job = args.config is None and all(v is None for k, v in flags.items() if k not in OUTPUT_FLAGS)
@@ -103,37 +116,110 @@ def cmd_run(args: argparse.Namespace) -> int:
     group = _new_group()
     if not (args.quiet or args.json):
         print(("main job: " if main_job else "") + _describe(exp), flush=True)
-    progress = Progress(enabled=not args.json)
-    records = []  # (run id, method, result) in the order they ran
-    for seed, name in exp.runs:
-        progress.label = f"{name} (seed {seed})"
-        run_id, result = exp.execute(seed, name, store, group, progress)
-        progress.clear()
-        records.append((run_id, name, result))
+    records = _execute_all(exp, store, group, Progress(enabled=not args.json))
+    failed = [rec for rec in records if rec.result is None]
     if args.json:
-        out = [{"run_id": run_id, **result.to_dict()} for run_id, _, result in records]
+        out = [rec.to_json() for rec in records]
         json.dump(out if len(out) > 1 else out[0], sys.stdout, indent=1)
         print()
-        return 0
-    by_method = {name: [r for _, n, r in records if n == name] for name in exp.method_names}
-    if not args.quiet:
-        for name, results in by_method.items():
-            ids = ", ".join(str(run_id) for run_id, n, _ in records if n == name)
+    else:
+        _print_runs(exp, records, quiet=args.quiet)
+    if cfg["report"] and len(failed) < len(records):
+        path = _write_run_report(store, group, records)
+        print(f"\nreport: {path}", file=sys.stderr if args.json else sys.stdout)
+    if failed:
+        print(
+            f"lifelong: error: {len(failed)} of {len(records)} runs failed ({failed[0].spec}: {failed[0].error}); "
+            "the others are recorded",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+@dataclasses.dataclass
+class Record:
+    """One run of an invocation: its id in the store, method spec, seed, and its result or why it failed."""
+
+    run_id: int | None
+    spec: str
+    seed: int
+    result: Result | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        if self.result is None:
+            return {
+                "run_id": self.run_id,
+                "method_spec": self.spec,
+                "seed": self.seed,
+                "status": "failed",
+                "message": self.error,
+            }
+        return {"run_id": self.run_id, **self.result.to_dict()}
+
+
+def _execute_all(exp, store, group: str, progress: Progress) -> list[Record]:
+    """Every (seed, method) run of ``exp``. A run that diverges is recorded as failed and the others go on:
+    one method's bad setting must not take the rest down."""
+    records = []
+    for seed, spec in exp.runs:
+        progress.label = f"{spec} (seed {seed})"
+        try:
+            run_id, result = exp.execute(seed, spec, store, group, progress)
+            records.append(Record(run_id, spec, seed, result))
+        except DivergedError as e:
+            records.append(Record(getattr(e, "run_id", None), spec, seed, error=str(e)))
+        finally:
+            progress.clear()
+    return records
+
+
+def _print_runs(exp, records: list[Record], quiet: bool) -> None:
+    by_method = {spec: [r.result for r in records if r.spec == spec and r.result] for spec in exp.method_names}
+    failures = {spec: [r.error for r in records if r.spec == spec and r.error] for spec in exp.method_names}
+    if not quiet:
+        for spec, results in by_method.items():
+            ids = ", ".join(str(r.run_id) for r in records if r.spec == spec)
+            if not results:
+                print(f"\n{spec} (run {ids}): failed: {failures[spec][0]}")
+                continue
             what = "mean over seeds of " if len(results) > 1 else ""
-            title = f"\n{name} (run {ids}): {what}R[i][j] = accuracy (%) on task j after learning task i"
+            title = f"\n{spec} (run {ids}): {what}R[i][j] = accuracy (%) on task j after learning task i"
             print(text.matrix(np.mean([r.R for r in results], axis=0), results[0].task_names, title))
         print()
-    print(text.summary_table(by_method))
-    if cfg["report"]:
-        from lifelong.results import write_report
+    print(text.summary_table(by_method, failures))
 
-        first_run = {spec: run_id for run_id, spec, _ in reversed(records)}  # one plot per method: its first seed
-        plots = [(f"{spec} (run {i})", store.folder(i) / IMPORTANCE_PLOT) for spec, i in first_run.items()]
-        plots = [(label, path) for label, path in plots if path.exists()]
-        out = store.path.parent / f"report-{group}"
-        path = write_report([r for _, _, r in records], out, importance_plots=plots)
-        print(f"\nreport: {path}")
-    return 0
+
+def _write_run_report(store, group: str, records: list[Record]) -> Path:
+    finished = [(r.run_id, r.spec, r.result) for r in records if r.result is not None]
+    return _report(store, finished, store.path.parent / f"report-{group}")
+
+
+def _report(store, runs: list[tuple[int, str, Result]], out: Path, explicit: bool = False) -> Path:
+    """The Markdown + PNG report of recorded runs, with the importance plots their folders hold.
+    A report never replaces another: an --out folder that already holds one is refused, and a default
+    folder that exists gets a numbered sibling."""
+    from lifelong.experiment import IMPORTANCE_PLOT
+    from lifelong.results import write_report
+
+    if out.exists() and not out.is_dir():
+        raise LifelongError(f"--out {out} is a file, not a folder; give a folder for the report")
+    if (out / "report.md").exists():
+        if explicit:
+            raise LifelongError(f"--out {out} already holds a report; give another folder (nothing was replaced)")
+        out = next(
+            p for k in itertools.count(2) if not ((p := out.with_name(f"{out.name}-{k}")) / "report.md").exists()
+        )
+    first_run = {spec: run_id for run_id, spec, _ in reversed(runs)}  # one importance plot per method: its first seed
+    plots = [(f"{spec} (run {i})", store.folder(i) / IMPORTANCE_PLOT) for spec, i in first_run.items()]
+    plots = [(label, path) for label, path in plots if path.exists()]
+    try:
+        return write_report([r for _, _, r in runs], out, importance_plots=plots)
+    except OSError as e:
+        raise LifelongError(
+            f"cannot write the report to {out} ({e.strerror or e}); give a writable --out folder"
+        ) from None
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -194,7 +280,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _open_store(args.store)
+    from lifelong.results.store import describe_progress
+
+    store = _open_store(args.store, create=False)
     run_id = store.resolve(args.run)
     row = store.get(run_id)
     if args.json:
@@ -210,21 +298,25 @@ def cmd_show(args: argparse.Namespace) -> int:
         print()
         for key, value in result.metrics().items():
             print(f"{key:<14} {value * 100:7.2f}   {metrics.DEFINITIONS[key]}")
+    elif row.get("progress"):  # running, killed, failed or interrupted: the rows of R it finished
+        names = row["progress"]["task_names"]
+        print(text.matrix(row["R"], names, "\nR[i][j] = accuracy (%) on task j after task i (rows so far)"))
+        print(f"\n{describe_progress(row)}" + ("" if row["status"] == "running" else "; no metrics without all of R"))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lifelong.results import write_report
 
-    store = _open_store(args.store)
+    store = _open_store(args.store, create=False)
     ids = [store.resolve(ref) for ref in args.runs]
     results = []
     for run_id in ids:
         if store.get(run_id)["status"] != "finished":
             raise LifelongError(f"run {run_id} did not finish, so it has no results to report; leave it out")
         results.append(store.result(run_id))
-    out = Path(args.out) if args.out else store.path.parent / f"report-runs-{'-'.join(map(str, ids))}"
-    print(write_report(results, out))
+    runs = [(run_id, r.config.get("method_spec") or r.method, r) for run_id, r in zip(ids, results, strict=True)]
+    default = store.path.parent / f"report-runs-{'-'.join(map(str, ids))}"
+    print(_report(store, runs, Path(args.out) if args.out else default, explicit=bool(args.out)))
     return 0
 
 
@@ -255,10 +347,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library warning (e.g. an unstable step size) as one line on stderr, without a source line."""
+    text = f"lifelong: warning: {message}" if issubclass(category, LifelongWarning) else f"warning: {message}"
+    print(text, file=sys.stderr, flush=True)
+
+
+class _PipeSafeStdout:
+    """stdout that a closed pipe (`lifelong show 3 | head`) silences instead of crashing: the rest of the
+    output goes to /dev/null and the command finishes its work (a run is still recorded)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def _silence(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())  # also what the interpreter flushes at exit
+        os.close(devnull)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    stdout = sys.stdout
+    sys.stdout = _PipeSafeStdout(stdout)
+    try:
+        with cli_names(), warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            return _main(argv)
+    finally:
+        sys.stdout = stdout
+
+
+def _glue_negative_values(argv: list[str]) -> list[str]:
+    """`--task-order -1,0` as `--task-order=-1,0`: argparse reads a value that starts with '-' as a flag
+    unless it is a single number, so a list with a negative first item would be "expected one argument"."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and NEGATIVE_LIST.match(token):
+            out[-1] += "=" + token
+        else:
+            out.append(token)
+    return out
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else list(argv)))
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
@@ -267,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lifelong: error: {e}", file=sys.stderr)
         return 1 if isinstance(e, DivergedError) else 2
     except KeyboardInterrupt:
-        print("lifelong: interrupted; the run is recorded as failed", file=sys.stderr)
+        print("lifelong: interrupted by the user; a run in progress is kept as 'interrupted'", file=sys.stderr)
         return 130
 
 

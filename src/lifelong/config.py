@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from lifelong import benchmarks, methods
+from lifelong import benchmarks, errors, methods
 from lifelong.data.task import SCENARIOS
 from lifelong.errors import LifelongError
 from lifelong.train import OPTIMIZERS, Settings
@@ -97,6 +98,9 @@ BENCHMARK = [
     Option("angles", float_list, None, "rotated: one angle in degrees per task", "benchmark"),
     Option("classes_per_task", int, None, "split: classes per task (default: all classes / tasks)", "benchmark"),
     Option("class_order", int_list, None, "split: the order classes are dealt to tasks", "benchmark"),
+    Option(
+        "noise", float_list, None, "noisy: one noise sd per task, e.g. 0.6,0 (default: evenly 0.6 to 0)", "benchmark"
+    ),
 ]
 MODEL = [Option("hidden", int_list, [50, 50, 50], "hidden layer sizes of the MLP", "model")]
 
@@ -140,24 +144,62 @@ def convert(option: Option, value, where: str):
         out = option.convert(value)
     except (TypeError, ValueError):
         raise LifelongError(
-            f"{where}: {option.flag} got {value!r}, which is not a valid {option.convert.__name__}"
+            f"{where}: {errors.option(option.name)} got {value!r}, which is not a valid {option.convert.__name__}"
         ) from None
     if option.choices and out not in option.choices:
-        raise LifelongError(f"{where}: {option.flag} {out} is not one of: {', '.join(map(str, option.choices))}")
+        raise LifelongError(
+            f"{where}: {errors.option(option.name)} {out} is not one of: {', '.join(map(str, option.choices))}"
+        )
+    values = out if isinstance(out, list) else [out]
+    if isinstance(out, list) and not out:
+        raise LifelongError(f"{where}: {errors.option(option.name)} needs at least one value (got {value!r})")
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        raise LifelongError(f"{where}: {errors.option(option.name)} got {value!r}; give finite numbers (no nan or inf)")
+    if option.name in UNIQUE_LISTS and len(set(out)) != len(out):
+        raise LifelongError(f"{where}: {errors.option(option.name)} {value!r} repeats a value; give each value once")
     return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice is an error instead of the last one silently winning."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+# List options whose values must be distinct (a repeated seed would pass for an independent run).
+UNIQUE_LISTS = ("seeds", "task_order", "class_order", "method")
+
+# Options that name a path: in a config file they are relative to the file's folder, not the working directory.
+PATH_OPTIONS = ("data_dir",)
 
 
 def read_config_file(path: str) -> dict:
     """A YAML mapping of option names to values; keys may use dashes or underscores."""
     p = Path(path)
+    if p.is_dir():
+        raise LifelongError(f"config file {path} is a folder; give the YAML file inside it to --config")
     if not p.is_file():
         raise LifelongError(f"config file {path} does not exist; check the path given to --config")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError:
+        raise LifelongError(f"config file {path} is not UTF-8 text; give a YAML file of option: value lines") from None
+    except OSError as e:
+        raise LifelongError(f"cannot read config file {path} ({e.strerror or e}); check its permissions") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise LifelongError(f"config file {path} is not valid YAML{where}; fix its syntax") from None
+        problem = getattr(e, "problem", None) or ""
+        what = "has a duplicate key" if problem.startswith("duplicate key") else "is not valid YAML"
+        detail = f" ({problem})" if what.startswith("has") else ""
+        raise LifelongError(f"config file {path} {what}{where}{detail}; fix it and run again") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -169,6 +211,8 @@ def read_config_file(path: str) -> dict:
         if name not in by_name:
             raise LifelongError(f"config file {path}: unknown key {key!r}; `lifelong list` shows every option")
         out[name] = convert(by_name[name], value, path)
+        if name in PATH_OPTIONS and out[name] is not None:
+            out[name] = str(p.parent / Path(out[name]).expanduser())
     return out
 
 

@@ -10,7 +10,7 @@ import torch
 from lifelong import benchmarks, config, methods
 from lifelong.data.task import Stream
 from lifelong.data.validation import holdout
-from lifelong.errors import LifelongError
+from lifelong.errors import LifelongError, option, warn
 from lifelong.models import MLP
 from lifelong.train import Settings, fit
 
@@ -19,6 +19,7 @@ BUILDER_OPTIONS = {
     "permuted": ("permute_first", "pad_to"),
     "rotated": ("angles",),
     "split": ("classes_per_task", "class_order"),
+    "noisy": ("noise",),
 }
 DEFAULTS_OF_BUILDER_OPTIONS = {"permute_first": False}
 
@@ -54,7 +55,7 @@ def build_stream(benchmark: str, options: dict, seed: int) -> Stream:
             if value is None or value == DEFAULTS_OF_BUILDER_OPTIONS.get(name):
                 continue
             if builder != kind:
-                raise LifelongError(f"--{name.replace('_', '-')} applies to {builder} benchmarks, not {benchmark}")
+                raise LifelongError(f"{option(name)} applies to {builder} benchmarks, not {benchmark}")
             kwargs[name] = value
     return benchmarks.build(benchmark, **kwargs)
 
@@ -77,8 +78,10 @@ def parse_method(spec: str) -> tuple[str, dict]:
         key = key.strip().replace("-", "_")
         if not sep or key not in own:
             has = ", ".join(sorted(own)) or "none"
-            raise LifelongError(f"--method {spec}: {pair!r} is not setting=value for one of {name}'s settings ({has})")
-        overrides[key] = config.convert(by_name[key], value.strip(), f"--method {spec}")
+            raise LifelongError(
+                f"{option('method')} {spec}: {pair!r} is not setting=value for one of {name}'s settings ({has})"
+            )
+        overrides[key] = config.convert(by_name[key], value.strip(), f"{option('method')} {spec}")
     return name, overrides
 
 
@@ -96,11 +99,11 @@ class Experiment:
         names = [name for name, _ in self.specs.values()]
         unused = [k for k in self.method_options if not any(method_params(n, {k: 1}) for n in names)]
         if unused:
-            flag = "--" + unused[0].replace("_", "-")
+            flag = option(unused[0])
             raise LifelongError(f"{flag} is not a setting of {', '.join(self.method_names)}; see `lifelong list`")
         self.hidden = list(cfg["hidden"])
         if not self.hidden or min(self.hidden) < 1:
-            raise LifelongError(f"--hidden needs one or more positive layer sizes (got {self.hidden})")
+            raise LifelongError(f"{option('hidden')} needs one or more positive layer sizes (got {self.hidden})")
         self.seeds = list(cfg["seeds"]) if cfg["seeds"] else [cfg["seed"]]
         self._cached: tuple[int, Stream] | None = None
         stream = self.stream(self.seeds[0])  # builds and checks the data
@@ -139,8 +142,8 @@ class Experiment:
         }
 
     def execute(self, seed: int, spec: str, store=None, group: str | None = None, progress: Callable | None = None):
-        """Train one run; record it (running, then finished or failed with the reason).
-        Returns (run id or None, Result)."""
+        """Train one run; record it (running, with the rows of R written as each task ends, then finished,
+        failed with the reason, or interrupted on Ctrl-C). Returns (run id or None, Result)."""
         stream = self.stream(seed)
         settings = Settings(**{**self.train_options, "seed": seed})
         torch.manual_seed(seed)  # the initialisation is part of what the seed fixes
@@ -148,11 +151,26 @@ class Experiment:
         method = self.method(spec)
         run_config = self.config(seed, spec)
         run_id = store.start(run_config, seed, group) if store is not None else None
+        task_names = [t.name for t in stream.tasks]
+
+        def record_row(done: int, n_stages: int, rows: dict) -> None:
+            # One short write per stage, so that a run killed part-way keeps the rows of R it finished.
+            try:
+                store.progress(run_id, rows[stream.scenario], task_names, n_stages)
+            except LifelongError as e:  # e.g. the store stayed locked: the training itself is not lost
+                warn(f"could not record the progress of run {run_id} ({e}); training goes on")
+
+        on_row = record_row if store is not None else None
         try:
-            result = fit(stream, model, method, settings, progress=progress)
-        except BaseException as e:  # record every way a run can end (also Ctrl-C), then let it propagate
+            result = fit(stream, model, method, settings, progress=progress, on_row=on_row)
+        except KeyboardInterrupt:  # Ctrl-C: not a failure of the method, and the rows so far stay
+            if store is not None:
+                store.interrupt(run_id)
+            raise
+        except BaseException as e:  # record every way a run can end, then let it propagate
             if store is not None:
                 store.fail(run_id, str(e) or type(e).__name__)
+            e.run_id = run_id  # the caller can name the failed run (lifelong run goes on with the others)
             raise
         result.config = {**run_config, **result.config}
         if store is not None:

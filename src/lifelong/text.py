@@ -29,10 +29,16 @@ def _mean_sd(values: list[float], defined: bool = True) -> str:
     return f"{v.mean():.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
 
 
-def summary_table(groups: dict[str, list[Result]]) -> str:
-    """One row per method: ACC, BWT, FWT (mean ± sd over seeds) under the stream's scenario, plus
-    ACC/BWT under the other view when the run has one (task-IL and class-IL come together)."""
-    first = next(iter(groups.values()))[0]
+def summary_table(groups: dict[str, list[Result]], failures: dict[str, list[str]] | None = None) -> str:
+    """One row per method: ACC, BWT, FWT (mean ± sd over the seeds that finished) under the stream's
+    scenario, plus ACC/BWT under the other view when the run has one (task-IL and class-IL come together).
+    ``failures``: each method's failed runs (their messages); a method whose every run failed gets a row
+    that says so, and one with some failed seeds counts them in its seeds column."""
+    failures = failures or {}
+    finished = [rs[0] for rs in groups.values() if rs]
+    if not finished:
+        return "\n".join(f"{name:<16} failed: {msgs[0]}" for name, msgs in failures.items() if msgs)
+    first = finished[0]
     views = [first.scenario] + [v for v in first.views if v != first.scenario]
     header = ["method", "seeds"]
     for v in views:
@@ -41,7 +47,12 @@ def summary_table(groups: dict[str, list[Result]]) -> str:
     header.append("train s")
     rows = []
     for name, results in groups.items():
-        row = [name, str(len(results))]
+        n_failed = len(failures.get(name, []))
+        seeds = str(len(results)) if not n_failed else f"{len(results)} of {len(results) + n_failed}"
+        if not results:
+            rows.append([name, seeds, *(["FAILED"] + [""] * (len(header) - 3))])
+            continue
+        row = [name, seeds]
         sequential = results[0].sequential  # joint learns all tasks at once: no BWT or FWT
         for v in views:
             Rs = [r.views[v] for r in results]
@@ -62,6 +73,10 @@ def summary_table(groups: dict[str, list[Result]]) -> str:
         metrics.DEFINITIONS["bwt"],
         metrics.DEFINITIONS["fwt"],
     ]
-    if not all(rs[0].sequential for rs in groups.values()):
+    if not all(rs[0].sequential for rs in groups.values() if rs):
         notes.append("n/a: trained on all tasks in one stage (joint), so no backward or forward transfer")
+    for name, messages in failures.items():
+        if messages:
+            seeds = "every seed" if not groups.get(name) else f"{len(messages)} seed(s)"
+            notes.append(f"FAILED {name} ({seeds}): {messages[0]}")
     return "\n".join(lines + [""] + notes)

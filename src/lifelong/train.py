@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from lifelong.data.task import Stream
-from lifelong.errors import DivergedError, LifelongError
+from lifelong.errors import DivergedError, LifelongError, option
 from lifelong.methods.base import Method
 from lifelong.methods.baselines import Finetune
 from lifelong.result import Result
@@ -48,17 +48,23 @@ class Settings:
         if self.iterations is not None:
             positive["iterations"] = self.iterations
         for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
-                raise LifelongError(f"--{name.replace('_', '-')} must be a whole number >= 1 (got {value})")
-        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
-            raise LifelongError(f"--lr must be a positive number (got {self.lr})")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LifelongError(f"{option(name)} must be a whole number >= 1 (got {value!r})")
+        for name in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise LifelongError(f"{option(name)} must be a finite number (got {value!r})")
+        if self.lr <= 0:
+            raise LifelongError(f"{option('lr')} must be a positive number (got {self.lr})")
         for name in ("momentum", "weight_decay"):
             if getattr(self, name) < 0:
-                raise LifelongError(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(self, name)})")
+                raise LifelongError(f"{option(name)} must be >= 0 (got {getattr(self, name)})")
         if self.optimizer not in OPTIMIZERS:
-            raise LifelongError(f"unknown optimizer {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
-        if self.device != "cpu" and not (self.device.startswith("cuda") and torch.cuda.is_available()):
-            raise LifelongError(f"device {self.device!r} is not available here; use --device cpu")
+            raise LifelongError(
+                f"unknown {option('optimizer')} {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"
+            )
+        if self.device != "cpu" and not (str(self.device).startswith("cuda") and torch.cuda.is_available()):
+            raise LifelongError(f"device {self.device!r} is not available here; use {option('device')} cpu")
 
 
 def make_optimizer(params, s: Settings) -> torch.optim.Optimizer:
@@ -93,22 +99,76 @@ def _on_device(stream: Stream, device: str) -> Stream:
     return dataclasses.replace(stream, tasks=tasks)
 
 
+def _as_method(method: Method | str | None) -> Method:
+    """A Method from an instance, a Method class, a registered name such as "ewc", or None (finetune)."""
+    from lifelong import methods
+
+    if method is None:
+        return Finetune()
+    if isinstance(method, str):
+        return methods.create(method)
+    if isinstance(method, type) and issubclass(method, Method):
+        return method()
+    if not isinstance(method, Method):
+        raise LifelongError(
+            f"method must be a lifelong Method or a method name such as 'ewc' (got {type(method).__name__}); "
+            "e.g. lifelong.methods.create('ewc', lam=10)"
+        )
+    return method
+
+
+def check_model(model: nn.Module, stream: Stream) -> None:
+    """One forward pass on one training input: the model must take the stream's inputs and give one logit
+    per output unit of the stream. Says both sizes when they differ, before any training."""
+    if not isinstance(model, nn.Module):
+        raise LifelongError(f"model must be a torch.nn.Module (got {type(model).__name__})")
+    x = stream.tasks[0].train_x[:1]
+    shape = "x".join(map(str, stream.input_shape))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x.to(next(model.parameters(), x).device))
+    except RuntimeError as e:
+        first = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
+        expects = f"; its first layer expects {first.in_features} features" if first is not None else ""
+        raise LifelongError(
+            f"the model does not accept {stream.name}'s inputs ({shape} = {stream.input_size} features per "
+            f"sample){expects}; build it for the stream, e.g. MLP(stream.input_size, hidden, stream.n_classes)"
+        ) from e
+    finally:
+        model.train(was_training)
+    if out.dim() != 2 or out.shape[1] != stream.n_classes:
+        got = out.shape[1] if out.dim() == 2 else tuple(out.shape)
+        raise LifelongError(
+            f"the model gives {got} outputs per sample but {stream.name} ({stream.scenario}-IL) needs "
+            f"{stream.n_classes}, one per output unit; build it with stream.n_classes outputs"
+        )
+
+
 def fit(
     stream: Stream,
     model: nn.Module,
-    method: Method | None = None,
+    method: Method | str | None = None,
     settings: Settings | None = None,
     progress: Callable[[int, int, int, int], None] | None = None,
+    on_row: Callable[[int, int, dict[str, list[list[float]]]], None] | None = None,
     **options,
 ) -> Result:
     """Train ``model`` on ``stream`` with ``method``; returns the Result with its R matrix.
 
     ``options`` are Settings fields (epochs=5, lr=0.1, ...) when ``settings`` is not given.
     ``progress(stage, n_stages, epoch, n_epochs)`` is called after each epoch.
+    ``on_row(i, n_stages, rows)`` is called once R[0] is measured (i = 0) and after each stage's evaluation
+    (i = stages done), with the rows of R so far under each view ({view: [R[0], ..., R[i]]}): a caller
+    can record them, so that a run stopped part-way keeps what it had finished.
     """
+    if settings is not None and options:
+        raise LifelongError(f"give fit() either settings= or settings as keywords ({', '.join(options)}), not both")
     s = settings or Settings(**options)
-    method = method or Finetune()
+    method = _as_method(method)
     method.check(stream)
+    check_model(model, stream)
     torch.manual_seed(s.seed)  # methods that sample (e.g. a sampled Fisher) draw from the global RNG
     batches_g = torch.Generator().manual_seed(s.seed)
     stream = _on_device(stream, s.device)
@@ -129,6 +189,12 @@ def fit(
 
     rows = [timed_eval(-1)]
     stages = method.stages(len(stream))
+
+    def row_done():
+        if on_row is not None:
+            on_row(len(rows) - 1, len(stages), {v: [row[v] for row in rows] for v in rows[0]})
+
+    row_done()
     curves, losses, train_s = [], [], []
     optimizer = None
     for i, stage in enumerate(stages):
@@ -152,6 +218,7 @@ def fit(
         method.before_task(task, model)
         if optimizer is None or s.reset_optimizer:
             optimizer = make_optimizer(model.parameters(), s)
+            method.on_optimizer(optimizer)  # once per task at most: e.g. the regularisers' proximal step
 
         n = len(y)
         per_epoch = math.ceil(n / s.batch_size)
@@ -185,6 +252,7 @@ def fit(
         method.after_task(task, model)
         train_s.append(time.perf_counter() - t0)
         rows.append(timed_eval(max(stage)))
+        row_done()
 
     # A method with fewer stages than tasks (joint) has one evaluation for all of them.
     rows += [rows[-1]] * (len(stream) + 1 - len(rows))

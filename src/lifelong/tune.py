@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from lifelong import config
-from lifelong.errors import DivergedError, LifelongError
+from lifelong.errors import DivergedError, LifelongError, option
 from lifelong.experiment import Experiment
 
 
@@ -25,13 +25,15 @@ def sweep(
 ) -> list[dict]:
     """One point per value: mean and sd over seeds of validation ACC and BWT, and the run ids."""
     if len(cfg["method"]) != 1:
-        raise LifelongError("tune sweeps one method at a time; give a single --method")
+        raise LifelongError(f"tune sweeps one method at a time; give a single {option('method')}")
     if not values:
-        raise LifelongError("--values needs at least one value to try")
-    option = {o.name: o for o in config.options()}.get(param)
-    if option is None or option.group not in ("train", "method"):
-        raise LifelongError(f"--param {param}: not a training setting or method hyper-parameter; see `lifelong list`")
-    values = [config.convert(option, v, "--values") for v in values]
+        raise LifelongError(f"{option('values')} needs at least one value to try")
+    setting = {o.name: o for o in config.options()}.get(param)
+    if setting is None or setting.group not in ("train", "method"):
+        raise LifelongError(
+            f"{option('param')} {param}: not a training setting or method hyper-parameter; see `lifelong list`"
+        )
+    values = [config.convert(setting, v, option("values")) for v in values]
     experiments = [Experiment({**cfg, param: v}, validation_fraction=fraction) for v in values]  # checks all first
     points = []
     for value, exp in zip(values, experiments, strict=True):
@@ -65,5 +67,5 @@ def best(points: list[dict]) -> dict:
     A value whose runs diverged (ACC nan) is never chosen."""
     finite = [p for p in points if math.isfinite(p["acc"])]
     if not finite:
-        raise LifelongError("every value of the sweep diverged; try smaller values or a lower --lr")
+        raise LifelongError(f"every value of the sweep diverged; try smaller values or a lower {option('lr')}")
     return max(finite, key=lambda p: p["acc"])

@@ -5,21 +5,29 @@
 - rotated: every task is the whole dataset rotated by its own angle (Lopez-Paz & Ranzato 2017).
 - split: the classes are dealt out to tasks, ``classes_per_task`` each, in ``class_order``
   (Zenke et al. 2017).
+- noisy: every task is the whole dataset under its own level of additive Gaussian pixel noise, the
+  opening example of Hung-yi Lee's lecture "Life Long Learning" (task 1 noisy digits, task 2 clean).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
 from lifelong.data.datasets import Dataset
 from lifelong.data.task import RawTask
-from lifelong.errors import LifelongError
+from lifelong.errors import LifelongError, option
+
+
+Progress = Callable[[int, int], None]  # (task index, number of tasks), called before each task is made
 
 
 def _check_tasks(n_tasks: int) -> None:
     if n_tasks < 1:
-        raise LifelongError(f"--tasks must be at least 1 (got {n_tasks})")
+        raise LifelongError(f"{option('tasks')} must be at least 1 (got {n_tasks})")
 
 
 def _subsample(x, y, n: int | None, g: torch.Generator):
@@ -27,7 +35,7 @@ def _subsample(x, y, n: int | None, g: torch.Generator):
     if n is None or n >= len(y):
         return x, y
     if n < 1:
-        raise LifelongError(f"--samples-per-task must be at least 1 (got {n})")
+        raise LifelongError(f"{option('samples_per_task')} must be at least 1 (got {n})")
     keep = torch.randperm(len(y), generator=g)[:n]
     return x[keep], y[keep]
 
@@ -38,7 +46,10 @@ def pad(images: torch.Tensor, to: int | None) -> torch.Tensor:
         return images
     extra = to - images.shape[-1]
     if extra < 0:
-        raise LifelongError(f"--pad {to} is smaller than the images ({images.shape[-1]} pixels a side)")
+        raise LifelongError(
+            f"{option('pad_to')} {to} is smaller than the images ({images.shape[-1]} pixels a side); "
+            f"give at least {images.shape[-1]}"
+        )
     return F.pad(images, (extra // 2, extra - extra // 2, extra // 2, extra - extra // 2))
 
 
@@ -49,6 +60,7 @@ def permuted(
     permute_first: bool = False,
     pad_to: int | None = None,
     samples_per_task: int | None = None,
+    progress: Progress | None = None,
 ) -> list[RawTask]:
     _check_tasks(n_tasks)
     g = torch.Generator().manual_seed(seed)
@@ -57,6 +69,8 @@ def permuted(
     labels = tuple(range(data.n_classes))
     tasks = []
     for t in range(n_tasks):
+        if progress:
+            progress(t, n_tasks)
         perm = torch.randperm(size, generator=g) if (t > 0 or permute_first) else torch.arange(size)
         x, y = _subsample(train_x, data.train_y, samples_per_task, g)
         tasks.append(
@@ -87,15 +101,20 @@ def rotated(
     angles: list[float] | None = None,
     seed: int = 0,
     samples_per_task: int | None = None,
+    progress: Progress | None = None,
 ) -> list[RawTask]:
     _check_tasks(n_tasks)
     angles = list(angles) if angles is not None else [t * 180.0 / n_tasks for t in range(n_tasks)]
     if len(angles) != n_tasks:
-        raise LifelongError(f"--angles gives {len(angles)} angles for {n_tasks} tasks; give one per task")
+        raise LifelongError(f"{option('angles')} gives {len(angles)} angles for {n_tasks} tasks; give one per task")
+    if not all(math.isfinite(a) for a in angles):
+        raise LifelongError(f"{option('angles')} must be finite numbers of degrees (got {angles})")
     g = torch.Generator().manual_seed(seed)
     labels = tuple(range(data.n_classes))
     tasks = []
-    for angle in angles:
+    for t, angle in enumerate(angles):
+        if progress:
+            progress(t, n_tasks)
         x, y = _subsample(data.train_x, data.train_y, samples_per_task, g)
         tasks.append(RawTask(f"rot{angle:g}", rotate(x, angle), y, rotate(data.test_x, angle), data.test_y, labels))
     return tasks
@@ -110,15 +129,20 @@ def split(
     samples_per_task: int | None = None,
 ) -> list[RawTask]:
     _check_tasks(n_tasks)
-    order = list(class_order) if class_order is not None else list(range(data.n_classes))
-    if sorted(order) != sorted(set(order)) or not set(order) <= set(range(data.n_classes)):
-        raise LifelongError(f"--class-order must list distinct classes of 0..{data.n_classes - 1} (got {order})")
+    everything = list(range(data.n_classes))
+    order = list(class_order) if class_order is not None else everything
+    if sorted(order) != everything:
+        raise LifelongError(
+            f"{option('class_order')} must list every class of 0..{data.n_classes - 1} exactly once (got {order})"
+        )
+    if classes_per_task is not None and (isinstance(classes_per_task, bool) or classes_per_task < 1):
+        raise LifelongError(f"{option('classes_per_task')} must be at least 1 (got {classes_per_task})")
     per_task = classes_per_task or len(order) // n_tasks
     if n_tasks > len(order):
         raise LifelongError(
             f"split cannot make {n_tasks} tasks from {len(order)} classes; use at most {len(order)} tasks"
         )
-    if per_task < 1 or per_task * n_tasks > len(order):
+    if per_task * n_tasks > len(order):
         raise LifelongError(
             f"split cannot make {n_tasks} tasks of {per_task} classes from {len(order)} classes; "
             f"use fewer tasks or fewer classes per task"
@@ -135,10 +159,66 @@ def split(
     return tasks
 
 
+# The default noisiest task: sd 0.6 on [0, 1] pixels hides much, not all, of a digit.
+DEFAULT_NOISE = 0.6
+
+
+def noise_levels(n_tasks: int, noise: list[float] | None = None) -> list[float]:
+    """The noise sd of each task: ``noise`` as given, else evenly from ``DEFAULT_NOISE`` down to 0
+    (the last task clean, as in the lecture)."""
+    if noise is None:
+        if n_tasks == 1:
+            return [0.0]
+        return [DEFAULT_NOISE * (n_tasks - 1 - t) / (n_tasks - 1) for t in range(n_tasks)]
+    levels = [float(v) for v in noise]
+    if len(levels) != n_tasks:
+        raise LifelongError(
+            f"{option('noise')} gives {len(levels)} noise levels for {n_tasks} tasks; give one sd per task"
+        )
+    bad = [v for v in levels if not math.isfinite(v) or v < 0]
+    if bad:
+        raise LifelongError(f"{option('noise')} levels must be finite and at least 0 (got {bad[0]:g})")
+    return levels
+
+
+def noisy(
+    data: Dataset,
+    n_tasks: int,
+    noise: list[float] | None = None,
+    seed: int = 0,
+    samples_per_task: int | None = None,
+    progress: Progress | None = None,
+) -> list[RawTask]:
+    """Tasks that differ only in how noisy their pixels are. The noise is drawn once per task from the
+    seed and is then fixed (the same noisy image every epoch); train and test images get their own draws."""
+    _check_tasks(n_tasks)
+    levels = noise_levels(n_tasks, noise)
+    g = torch.Generator().manual_seed(seed)
+    labels = tuple(range(data.n_classes))
+    tasks = []
+    for t, sd in enumerate(levels):
+        if progress:
+            progress(t, n_tasks)
+        x, y = _subsample(data.train_x, data.train_y, samples_per_task, g)
+        # Draw both sets even at sd 0, so a task's noise does not depend on the levels of the tasks before it.
+        train_noise, test_noise = torch.randn(x.shape, generator=g), torch.randn(data.test_x.shape, generator=g)
+        tasks.append(
+            RawTask(
+                f"noise{sd:g}",
+                (x + sd * train_noise).clamp(0.0, 1.0),
+                y,
+                (data.test_x + sd * test_noise).clamp(0.0, 1.0),
+                data.test_y,
+                labels,
+            )
+        )
+    return tasks
+
+
 def reorder(tasks: list[RawTask], order: list[int] | None) -> list[RawTask]:
     """Present the tasks in ``order`` (a permutation of 0..T-1), e.g. to study curricula."""
     if order is None:
         return tasks
     if sorted(order) != list(range(len(tasks))):
-        raise LifelongError(f"--task-order must be a permutation of 0..{len(tasks) - 1} (got {order})")
+        raise LifelongError(f"{option('task_order')} must list each of 0..{len(tasks) - 1} once (got {order})")
     return [tasks[i] for i in order]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lifelong.errors import LifelongError
+from lifelong.errors import LifelongError, option
 
 SCENARIOS = ("task", "domain", "class")
 SCENARIO_NAMES = {"task": "task-IL", "domain": "domain-IL", "class": "class-IL"}  # also the evaluation views
@@ -65,6 +65,7 @@ class Stream:
     input_shape: tuple[int, ...]
     n_classes: int  # number of output units the model needs
     class_names: list[str] = field(default_factory=list)  # dataset class of each output unit
+    left_out: list[str] = field(default_factory=list)  # dataset classes no task uses (an uneven split)
 
     @property
     def input_size(self) -> int:
@@ -130,9 +131,9 @@ def make_stream(
     task is unit k (tasks must have the same number of labels).
     """
     if scenario not in SCENARIOS:
-        raise LifelongError(f"unknown scenario {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
+        raise LifelongError(f"unknown {option('scenario')} {scenario!r}; choose one of: {', '.join(SCENARIOS)}")
     if not raw:
-        raise LifelongError("a stream needs at least one task; set --tasks to 1 or more")
+        raise LifelongError(f"a stream needs at least one task; set {option('tasks')} to 1 or more")
     names = class_names or [str(c) for c in range(1 + max(max(r.labels) for r in raw))]
     tasks, unit_names, offset = [], [], 0
     if scenario == "domain":
@@ -140,7 +141,7 @@ def make_stream(
         if len(sizes) != 1:
             raise LifelongError(
                 "domain-incremental needs every task to have the same number of classes; "
-                "use --scenario task or class, or equal classes per task"
+                f"use {option('scenario')} task or class, or equal classes per task"
             )
         unit_names = [f"#{k}" for k in range(sizes.pop())]
     for t, r in enumerate(raw):

@@ -7,14 +7,14 @@ import dataclasses
 import torch
 
 from lifelong.data.task import Stream
-from lifelong.errors import LifelongError
+from lifelong.errors import LifelongError, option
 
 
 def holdout(stream: Stream, fraction: float = 0.1, seed: int = 0) -> Stream:
     """The same stream with each task's test set replaced by a held-out ``fraction`` of its training
     set, and its training set reduced to the rest. The real test sets are not touched or seen."""
     if not 0 < fraction < 1:
-        raise LifelongError(f"--val-fraction must be between 0 and 1 (got {fraction})")
+        raise LifelongError(f"{option('val_fraction')} must be between 0 and 1 (got {fraction})")
     g = torch.Generator().manual_seed(seed)
     tasks = []
     for task in stream.tasks:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lifelong.errors import LifelongError
+from lifelong.errors import LifelongError, option
 from lifelong.methods.base import Method
 from lifelong.methods.baselines import Cumulative, Finetune, Independent, Joint
 from lifelong.methods.regularization import EWC, L2, MAS, SCP, SI, OnlineEWC, Regularizer, RWalk
@@ -23,8 +23,8 @@ def create(name: str, **hyperparameters) -> Method:
     known = {f.name for f in cls.hyperparameters()}
     unknown = set(hyperparameters) - known
     if unknown:
-        flags = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(unknown))
-        has = ", ".join(f"--{k.replace('_', '-')}" for k in sorted(known)) or "none"
+        flags = ", ".join(option(k) for k in sorted(unknown))
+        has = ", ".join(option(k) for k in sorted(known)) or "none"
         raise LifelongError(f"{flags} is not a setting of {name} (its settings: {has})")
     return cls(**hyperparameters)
 

@@ -3,11 +3,15 @@
 A method is a small class whose constructor arguments are its hyper-parameters (a dataclass: the CLI
 and ``lifelong list`` read their names, defaults and help from it). fit() checks once per run which
 hooks a method overrides and calls only those, so an unused hook costs nothing in the hot path.
+
+Per task, fit() calls ``before_task``, then ``on_optimizer`` whenever it creates an optimizer, then per
+batch ``loss`` → backward → ``after_backward`` → optimizer step → ``after_step``, then ``after_task``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import ClassVar
 
 import torch
@@ -15,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lifelong.data.task import SCENARIOS, Stream, Task
-from lifelong.errors import LifelongError
+from lifelong.errors import LifelongError, option
 
 
 def param(default, help: str, **checks):
@@ -33,26 +37,31 @@ class Method:
     # ---- set-up ---------------------------------------------------------------------------------
 
     def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value, meta = getattr(self, f.name), f.metadata
+            if not _is_a(value, hints[f.name]):
+                kind = " or ".join(_type_name(t) for t in typing.get_args(hints[f.name]) or [hints[f.name]])
+                raise LifelongError(f"{self.name}: {option(f.name)} must be {kind} (got {value!r})")
             bad = (
                 ("min" in meta and value < meta["min"])
                 or ("max" in meta and value > meta["max"])
                 or ("choices" in meta and value not in meta["choices"])
             )
             if bad:
-                allowed = (
-                    f"one of {', '.join(map(str, meta['choices']))}"
-                    if "choices" in meta
-                    else f"in [{meta.get('min', '-inf')}, {meta.get('max', 'inf')}]"
-                )
-                raise LifelongError(f"{self.name}: --{f.name.replace('_', '-')} {value} must be {allowed}")
+                if "choices" in meta:
+                    allowed = f"one of {', '.join(map(str, meta['choices']))}"
+                elif "max" not in meta:
+                    allowed = f">= {meta['min']}"
+                else:
+                    allowed = f"in [{meta.get('min', '-inf')}, {meta['max']}]"
+                raise LifelongError(f"{self.name}: {option(f.name)} must be {allowed} (got {value!r})")
 
     def check(self, stream: Stream) -> None:
         if stream.scenario not in self.scenarios:
             raise LifelongError(
                 f"{self.name} does not support the {stream.scenario}-incremental scenario; "
-                f"use --scenario {' or '.join(self.scenarios)}"
+                f"use {option('scenario')} {' or '.join(self.scenarios)}"
             )
 
     def stages(self, n_tasks: int) -> list[list[int]]:
@@ -66,6 +75,11 @@ class Method:
     # ---- hooks called by fit(), in order ---------------------------------------------------------
 
     def before_task(self, task: Task, model: nn.Module) -> None: ...
+
+    def on_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called with each optimizer fit() creates (every task, or once with ``reset_optimizer`` off),
+        after ``before_task`` and before the task's first step: a method whose update depends on the
+        optimizer (the regularisers' proximal step needs plain SGD and its lr) learns it here."""
 
     def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None):
         """The training objective on one batch; ``mask`` is the scenario's additive logit mask."""
@@ -93,6 +107,24 @@ class Method:
     @classmethod
     def overrides(cls, hook: str) -> bool:
         return getattr(cls, hook) is not getattr(Method, hook)
+
+
+def _is_a(value, hint) -> bool:
+    """Whether a hyper-parameter's value fits its annotation (float takes an int; bool is not a number)."""
+    kinds = typing.get_args(hint) or (hint,)
+    if value is None:
+        return type(None) in kinds
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int) and (int in kinds or float in kinds):
+        return True
+    return any(isinstance(value, k) for k in kinds if isinstance(k, type) and k not in (int, bool))
+
+
+def _type_name(kind) -> str:
+    return {float: "a number", int: "a whole number", bool: "True or False", str: "a string"}.get(
+        kind, "None" if kind is type(None) else getattr(kind, "__name__", str(kind))
+    )
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -13,10 +13,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from lifelong.errors import LifelongError
+
 
 class MLP(nn.Module):
     def __init__(self, input_size: int, hidden: Sequence[int] = (50, 50, 50), n_classes: int = 10):
         super().__init__()
+        hidden = _check_sizes(input_size, hidden, n_classes)
         sizes = [input_size, *hidden]
         layers: list[nn.Module] = [nn.Flatten()]
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
@@ -30,6 +33,26 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
+
+
+def _check_sizes(input_size, hidden, n_classes) -> list[int]:
+    """Whole positive sizes, or one line that says which one is wrong."""
+
+    def whole(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if not whole(input_size):
+        raise LifelongError(f"MLP: input_size must be a whole number >= 1 (got {input_size!r}); use stream.input_size")
+    if not whole(n_classes):
+        raise LifelongError(f"MLP: n_classes must be a whole number >= 1 (got {n_classes!r}); use stream.n_classes")
+    if isinstance(hidden, int | str) or not hasattr(hidden, "__iter__"):
+        raise LifelongError(f"MLP: hidden must be a list of layer sizes such as [50, 50] (got {hidden!r})")
+    hidden = list(hidden)
+    if not hidden or not all(whole(h) for h in hidden):
+        raise LifelongError(
+            f"MLP: hidden needs one or more whole layer sizes >= 1, such as [50, 50, 50] (got {hidden!r})"
+        )
+    return hidden
 
 
 def mlp_for(stream, hidden: Sequence[int] = (50, 50, 50)) -> MLP:

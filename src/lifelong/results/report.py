@@ -3,6 +3,7 @@
 write_report(results, "report/")          methods x seeds on one or more benchmarks
 write_sweep_report(points, "sweep/", "lambda")   a hyper-parameter sweep on the validation split
 plot_importance(importances, "imp.png", "EWC importance")
+parameter_label("body.1.weight", (50, 64), layer=1)   "layer 1 weights (64 → 50)"
 
 Runs of the same method setting on the same benchmark, scenario and number of tasks that differ only in
 their seed are aggregated: mean ± sample standard deviation (ddof=1) over seeds. Runs of one method with
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 TABLE_METRICS = {"acc": "ACC", "bwt": "BWT", "fwt": "FWT", "forgetting": "Forgetting"}
 VIEW_METRICS = {"acc": "ACC", "bwt": "BWT"}  # shown again under each evaluation view
 VIEW_ORDER = ("task", "class", "domain")  # the order of the view columns
+VIEW_COLOURS = {"task": "C0", "class": "C1", "domain": "C2"}  # one colour per view in every figure
+BAR_FIGURE_WIDTH = 11.0  # inches: the metric bars stay this wide however many methods there are
+BAR_AXIS_HINTS = {"acc": "", "bwt": "  (< 0: forgetting)", "fwt": "  (> 0: earlier tasks help)"}  # under each axis
 # Train settings that do not change what is learned: runs differing only in these are seeds of one setting.
 NOT_SETTINGS = {"seed", "device", "eval_batch_size", "eval_every_epoch"}
 
@@ -100,7 +104,9 @@ def write_report(
             "Definitions (R[i, j]: accuracy on task j after learning tasks 1..i; R[0, j]: at initialisation):",
         ]
         lines += [_definition(k) for k in TABLE_METRICS]
-        lines += ["", f"![ACC, BWT and FWT per method]({_plot_metric_bars(entries, out / f'{slug}-metrics.png').name})"]
+        views = " and ".join(SCENARIO_NAMES.get(v, v) for v in _views(entries)) if _multi_view(entries) else ""
+        bars = _plot_metric_bars(entries, out / f"{slug}-metrics.png")
+        lines += ["", f"![ACC, BWT and FWT per method{' evaluated ' + views if views else ''}]({bars.name})"]
         lines += [
             f"![Each task's accuracy along the stream]({_plot_task_accuracy(entries, out / f'{slug}-tasks.png').name})"
         ]
@@ -151,8 +157,7 @@ def _setting(r: Result) -> dict[str, Any]:
 
 
 def _metrics_table(entries: list[_Entry]) -> list[str]:
-    found = {v for e in entries for r in e.results for v in r.views} if _multi_view(entries) else set()
-    views = sorted(found, key=lambda v: (VIEW_ORDER.index(v) if v in VIEW_ORDER else len(VIEW_ORDER), v))
+    views = _views(entries) if _multi_view(entries) else []
     header = ["method"] + [f"{name} (%)" for name in TABLE_METRICS.values()]
     header += [f"{name} ({SCENARIO_NAMES.get(v, v)}) (%)" for v in views for name in VIEW_METRICS.values()]
     header += ["seeds"]
@@ -163,6 +168,12 @@ def _metrics_table(entries: list[_Entry]) -> list[str]:
         row += [f"{len(e.results)} ({', '.join(str(s) for s in e.seeds)})"]
         rows.append(row)
     return _md_table(header, rows)
+
+
+def _views(entries: list[_Entry]) -> list[str]:
+    """Every evaluation view of these runs, in VIEW_ORDER (then by name)."""
+    found = {v for e in entries for r in e.results for v in r.views}
+    return sorted(found, key=lambda v: (VIEW_ORDER.index(v) if v in VIEW_ORDER else len(VIEW_ORDER), v))
 
 
 def _multi_view(entries: list[_Entry]) -> bool:
@@ -201,26 +212,99 @@ def _row_name(i: int, names: list[str]) -> str:
 
 
 def _plot_metric_bars(entries: list[_Entry], path: Path) -> Path:
-    fig = _figure(1, 3, width=max(9.0, 1.2 * len(entries) * 3), height=3.8)
-    axes = fig.axes
-    labels = [e.label for e in entries]
-    for ax, key in zip(axes, ("acc", "bwt", "fwt"), strict=True):
-        stats = [e.stat(key) for e in entries]
-        means = [m * 100 for m, _ in stats]
-        sds = [0.0 if math.isnan(s) else s * 100 for _, s in stats]
-        x = np.arange(len(entries))
-        ax.bar(x, means, yerr=sds, capsize=4, color=[f"C{i}" for i in range(len(entries))])
-        ax.axhline(0, color="black", linewidth=0.8)
-        for i, m in enumerate(means):
-            if math.isnan(m):  # e.g. BWT of joint training: say so instead of an empty slot
-                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=9)
-        ax.set_xticks(x, labels, rotation=30, ha="right")
-        ax.set_ylabel(f"{TABLE_METRICS[key]} (%)")
+    return _save(_metric_bars_figure(entries), path)
+
+
+def _metric_bars_figure(entries: list[_Entry]) -> Figure:
+    """ACC, BWT and FWT side by side, one row of horizontal bars per method setting, read like the table.
+
+    ACC is drawn on 0–100 and BWT and FWT on one symmetric scale, so that bar lengths compare across methods
+    and across the two transfer metrics. Every bar carries its number: a measured 0.0 reads "0.0" and a metric
+    that is undefined (BWT of joint training) reads "n/a". Error bars (±1 sd) only where a setting has ≥ 2
+    seeds. Runs evaluated under several views (task- and class-IL of one model) get one bar per view for
+    ACC and BWT, as the table's view columns; FWT is the stream's own scenario, as in the table.
+    """
+    views = _views(entries) if _multi_view(entries) else [None]
+    scenario = entries[0].results[0].scenario
+    n_bars = len(entries) * len(views)
+    fig = _figure(1, 3, width=BAR_FIGURE_WIDTH, height=1.5 + 0.2 * len(entries) + 0.22 * n_bars, sharey=True)
+    height = 0.8 / len(views)  # the bars of one method fill 80% of its row
+
+    def slot(i: int, k: int) -> float:  # y of method i's k-th view (first method on top)
+        return i + (k - (len(views) - 1) / 2) * height
+
+    own = views.index(scenario) if scenario in views else 0  # the view that FWT (on R itself) belongs to
+    cells = {}  # (metric, view) -> [(mean, sd) per entry], in %
+    for key in ("acc", "bwt", "fwt"):
+        for k, view in enumerate(views):
+            if key == "fwt" and len(views) > 1 and k != own:
+                continue
+            stats = [e.stat(key, view=None if key == "fwt" else view) for e in entries]
+            cells[key, k] = [(m * 100, s * 100) for m, s in stats]
+    # One scale for both transfer metrics, symmetric about 0, 10 points at least, in whole tens, 100 at most.
+    extent = [abs(m) + _finite(s) for (key, _), col in cells.items() if key != "acc" for m, s in col]
+    limit = max(10.0, math.ceil(max((x for x in extent if math.isfinite(x)), default=0) * 1.1 / 10) * 10)
+    limit = min(limit, 100.0)  # BWT and FWT of accuracies lie in [-100, 100]
+    bounds = {"acc": (0.0, 100.0), "bwt": (-limit, limit), "fwt": (-limit, limit)}
+
+    any_sd = False
+    for ax, key in zip(fig.axes, ("acc", "bwt", "fwt"), strict=True):
+        lo, hi = bounds[key]
+        for (cell_key, k), col in cells.items():
+            if cell_key != key:
+                continue
+            y = np.array([slot(i, k if len(views) > 1 else 0) for i in range(len(entries))])
+            means = np.array([m for m, _ in col])
+            sds = np.array([s for _, s in col])
+            colour = VIEW_COLOURS.get(views[k], "C0")
+            ax.barh(y, np.nan_to_num(means), height=height * 0.9, color=colour)
+            has_sd = np.isfinite(sds) & np.isfinite(means)  # only settings with >= 2 seeds have an sd
+            if has_sd.any():
+                any_sd = True
+                ax.errorbar(means[has_sd], y[has_sd], xerr=sds[has_sd], fmt="none", ecolor="black", capsize=3)
+            for yi, m, s in zip(y, means, sds, strict=True):
+                _bar_label(ax, yi, m, s, key, hi)
+        ax.set_xlim(lo, hi)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.grid(axis="x", alpha=0.3)
+        view = f", {SCENARIO_NAMES.get(scenario, scenario)}" if key == "fwt" and len(views) > 1 else ""
+        ax.set_xlabel(f"{TABLE_METRICS[key]} (%){view}{BAR_AXIS_HINTS[key]}")
         ax.set_title(metrics.DEFINITIONS[key].rsplit(" (", 1)[0], fontsize=9)  # the formula, without its gloss
-    fig.suptitle(
-        f"{TABLE_METRICS['acc']}, {TABLE_METRICS['bwt']}, {TABLE_METRICS['fwt']} per method (error bars: sd over seeds)"
-    )
-    return _save(fig, path)
+    first = fig.axes[0]
+    first.set_yticks(range(len(entries)), [e.label for e in entries])
+    first.set_ylim(len(entries) - 0.5, -0.5)  # first method on top, as in the table
+    title = f"ACC, BWT and FWT per method ({SCENARIO_NAMES.get(scenario, scenario)} stream)"
+    if any_sd:
+        title += "; error bars: ±1 sd over seeds"
+    fig.suptitle(title)
+    if len(views) > 1:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=VIEW_COLOURS.get(v, "C0"), label=SCENARIO_NAMES.get(v, v)) for v in views]
+        fig.legend(handles=handles, loc="outside upper right", ncols=len(views), fontsize=9, title="evaluated as")
+    return fig
+
+
+def _bar_label(ax, y: float, mean: float, sd: float, key: str, hi: float) -> None:
+    """The bar's number beside it: ACC past the bar's end (inside it when the bar is long), BWT and FWT on
+    the other side of 0 from the bar, so that labels never run off a symmetric axis; 'n/a' when undefined."""
+    if math.isnan(mean):
+        ax.text(hi * 0.02, y, "n/a", ha="left", va="center", fontsize=8, color="dimgray", style="italic")
+        return
+    text = _number(mean) + (f" ± {sd:.1f}" if math.isfinite(sd) else "")
+    reach = abs(mean) + _finite(sd)  # where the bar and its error bar end
+    pad = hi * 0.02
+    if key == "acc":
+        if reach < hi * 0.72:
+            ax.text(reach + pad, y, text, ha="left", va="center", fontsize=8)
+        else:  # no room past the end: inside the bar, left of its error bar
+            ax.text(mean - _finite(sd) - pad, y, text, ha="right", va="center", fontsize=8, color="white")
+        return
+    beyond = max(0.0, _finite(sd) - abs(mean)) + pad  # clear of an error bar that crosses 0
+    if mean > 0:
+        ax.text(-beyond, y, text, ha="right", va="center", fontsize=8)
+    else:
+        ax.text(beyond, y, text, ha="left", va="center", fontsize=8)
 
 
 def _plot_task_accuracy(entries: list[_Entry], path: Path) -> Path:
@@ -312,52 +396,33 @@ def _plot_heatmap(entry: _Entry, path: Path) -> Path:
 # -- hyper-parameter sweeps -------------------------------------------------------------------------------
 
 
-def write_sweep_report(points: Sequence[Mapping[str, Any]], out_dir: str | Path, param: str) -> Path:
+def write_sweep_report(
+    points: Sequence[Mapping[str, Any]], out_dir: str | Path, param: str, chance: float | None = None
+) -> Path:
     """Write ``sweep-<param>.md`` and ``sweep-<param>.png``: validation ACC and BWT against the value.
 
     ``points``: ``{"value", "acc", "bwt"}`` with optional ``"acc_sd"``, ``"bwt_sd"``; acc and bwt are
     fractions (as Result.acc); optional ``"run_ids"`` are listed. The chosen value is the one with the highest
-    validation ACC (the first of equals in the given order, as lifelong.tune.best chooses). Returns the path
-    of the Markdown file.
+    validation ACC (the first of equals in the given order, as lifelong.tune.best chooses; a diverged value,
+    ACC nan, is never chosen). ``chance``: the accuracy of guessing (a fraction, e.g. 0.1 for 10 classes),
+    when known; the report then says whether every value stayed near it. A curve whose spread across values
+    is within noise (_sweep_notes) is called flat, on the figure and in the Markdown, so that a sweep of
+    near-identical accuracies is not read as a trend. Returns the path of the Markdown file.
     """
     if not points:
         raise ValueError("write_sweep_report needs at least one point")
-    chosen = max(points, key=lambda p: p["acc"])  # the first of equals in the sweep's order, as tune.best()
+    finite = [p for p in points if math.isfinite(p["acc"])] or list(points)
+    chosen = max(finite, key=lambda p: p["acc"])  # the first of equals in the sweep's order, as tune.best()
     numeric = all(isinstance(p["value"], int | float) and not isinstance(p["value"], bool) for p in points)
     points = sorted(points, key=lambda p: p["value"]) if numeric else list(points)
     best = next(i for i, p in enumerate(points) if p is chosen)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     slug = _slug(f"sweep-{param}")
+    notes = _sweep_notes(points, chance)
+    figure = _save(_sweep_figure(points, param, best, numeric, notes, chance), out / f"{slug}.png")
 
     values = [p["value"] for p in points]
-    x = np.asarray(values, dtype=float) if numeric else np.arange(len(points))
-    log_x = numeric and all(v > 0 for v in values) and max(values) / min(values) > 10
-    fig = _figure(1, 2, width=10, height=3.8)
-    for ax, key, name in zip(fig.axes, ("acc", "bwt"), ("validation ACC (%)", "validation BWT (%)"), strict=True):
-        y = np.array([p[key] for p in points], dtype=float) * 100
-        err = np.nan_to_num(np.array([p.get(f"{key}_sd") or 0.0 for p in points], dtype=float)) * 100
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=4, label=name)
-        ax.plot(
-            [x[best]],
-            [y[best]],
-            marker="*",
-            markersize=16,
-            color="C3",
-            linestyle="none",
-            label=f"chosen: {param} = {_value(values[best])}",
-        )
-        if log_x:
-            ax.set_xscale("log")
-        if not numeric:
-            ax.set_xticks(x, [str(v) for v in values])
-        ax.set_xlabel(param)
-        ax.set_ylabel(name)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Sweep of {param} on the validation split (error bars: sd over seeds)")
-    figure = _save(fig, out / f"{slug}.png")
-
     header = [param, "val ACC (%)", "val BWT (%)", "chosen"]
     with_ids = any(p.get("run_ids") for p in points)  # the runs behind each point, to look them up in the store
     rows = []
@@ -371,6 +436,13 @@ def write_sweep_report(points: Sequence[Mapping[str, Any]], out_dir: str | Path,
         "",
         f"Chosen: **{param} = {_value(values[best])}**, the highest validation ACC "
         f"({_pct(points[best]['acc'], points[best].get('acc_sd'))} %). Accuracies in %, on the validation split.",
+    ]
+    caveats = [note for key in ("chance", "acc", "bwt") for note in notes.get(key, [])]
+    if caveats:
+        lines += ["", "Read with care:", ""] + [f"- {note[0].upper()}{note[1:]}." for note in caveats]
+        if notes.get("acc") or notes.get("chance"):
+            lines += ["", f"The chosen {param} is therefore no evidence that it is better than the other values."]
+    lines += [
         "",
         *_md_table(header + ["runs"] * with_ids, rows),
         "",
@@ -384,46 +456,215 @@ def write_sweep_report(points: Sequence[Mapping[str, Any]], out_dir: str | Path,
     return md
 
 
+FLAT_POINTS = 2.0  # a spread across values below this many points (or below the seeds' sd) is no trend
+NEAR_CHANCE_POINTS = 5.0  # every value within this many points above chance: the model learned little
+MIN_SPAN_POINTS = 10.0  # a sweep's y axis spans at least this much, so that noise is not zoomed into a trend
+
+
+def _sweep_notes(points: Sequence[Mapping[str, Any]], chance: float | None = None) -> dict[str, list[str]]:
+    """What a sweep's curves cannot show, as sentences: {"acc": [...], "bwt": [...], "chance": [...]}.
+
+    A curve is flat within noise when its spread across values (max - min of the means) is under
+    FLAT_POINTS or under the largest sd over seeds of any value (then re-running the seeds could reorder
+    the values). Accuracies are near chance when every value's ACC is within NEAR_CHANCE_POINTS of
+    ``chance`` (a fraction).
+    """
+    out: dict[str, list[str]] = {}
+    for key, name in (("acc", "validation ACC"), ("bwt", "validation BWT")):
+        y = np.array([p[key] for p in points], dtype=float) * 100
+        y = y[np.isfinite(y)]
+        if y.size < 2:
+            continue
+        spread = float(y.max() - y.min())
+        sds = [float(p[f"{key}_sd"]) * 100 for p in points if p.get(f"{key}_sd") is not None]
+        noise = max((s for s in sds if math.isfinite(s)), default=0.0)
+        if spread < max(FLAT_POINTS, noise):
+            why = (
+                f"less than the seeds' sd, up to {noise:.1f} points"
+                if noise >= FLAT_POINTS
+                else f"less than {FLAT_POINTS:g} points"
+            )
+            out[key] = [f"the {name} curve is flat within noise: {spread:.1f} points across values ({why})"]
+    if chance is not None:
+        acc = np.array([p["acc"] for p in points], dtype=float) * 100
+        acc = acc[np.isfinite(acc)]
+        if acc.size and acc.max() <= chance * 100 + NEAR_CHANCE_POINTS:
+            out["chance"] = [
+                f"validation ACC is near chance ({chance * 100:.1f} %) for every value (at most {acc.max():.1f} %):"
+                " the model learned little at any of them"
+            ]
+    return out
+
+
+def _sweep_figure(
+    points: list, param: str, best: int, numeric: bool, notes: dict[str, list[str]], chance: float | None
+) -> Figure:
+    import textwrap
+
+    values = [p["value"] for p in points]
+    x = np.asarray(values, dtype=float) if numeric else np.arange(len(points), dtype=float)
+    log_x = numeric and all(v > 0 for v in values) and max(values) / min(values) > 10
+    fig = _figure(1, 2, width=10, height=4.2)
+    any_sd = False
+    panels = (("acc", "validation ACC (%)", (0.0, 100.0)), ("bwt", "validation BWT (%)", (-100.0, 100.0)))
+    for ax, (key, name, bounds) in zip(fig.axes, panels, strict=True):
+        y = np.array([p[key] for p in points], dtype=float) * 100
+        sd = np.array([np.nan if p.get(f"{key}_sd") is None else p[f"{key}_sd"] for p in points], dtype=float) * 100
+        has_sd = np.isfinite(sd) & np.isfinite(y)  # error bars only where there were >= 2 seeds
+        ax.plot(x, y, marker="o", color="C0")
+        if has_sd.any():
+            any_sd = True
+            ax.errorbar(x[has_sd], y[has_sd], yerr=sd[has_sd], fmt="none", ecolor="C0", capsize=4)
+        ax.plot(
+            [x[best]],
+            [y[best]],
+            marker="*",
+            markersize=16,
+            color="C3",
+            linestyle="none",
+            label=f"chosen: {param} = {_value(values[best])}",
+        )
+        reach = np.concatenate([y - np.nan_to_num(sd), y + np.nan_to_num(sd)])
+        if key == "acc" and "chance" in notes:
+            reach = np.append(reach, chance * 100)
+        lo, hi = _span(reach[np.isfinite(reach)], bounds)
+        ax.set_ylim(lo, hi)
+        if key == "acc" and chance is not None and lo <= chance * 100 <= hi:
+            ax.axhline(chance * 100, color="gray", linestyle="--", linewidth=1, label=f"chance ({chance * 100:g} %)")
+        if log_x:
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(x, [str(v) for v in values])
+        ax.set_xlabel(param)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        said = notes.get(key, []) + (notes.get("chance", []) if key == "acc" else [])
+        if said:  # on the panel itself: whoever sees only the PNG must not read noise as a trend
+            text = "\n".join(textwrap.fill(s[0].upper() + s[1:], 62) for s in said)
+            ax.set_title(text, fontsize=8, color="C3", loc="left")
+    fig.suptitle(f"Sweep of {param} on the validation split" + ("; error bars: ±1 sd over seeds" if any_sd else ""))
+    # One legend under both panels: inside them it would cover the point it names.
+    fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
+    return fig
+
+
+def _span(values: np.ndarray, bounds: tuple[float, float]) -> tuple[float, float]:
+    """y limits around ``values`` at least MIN_SPAN_POINTS tall (centred on them, shifted to stay within
+    ``bounds``), with a margin."""
+    if values.size == 0:
+        return bounds
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < MIN_SPAN_POINTS:
+        mid = (lo + hi) / 2
+        lo, hi = mid - MIN_SPAN_POINTS / 2, mid + MIN_SPAN_POINTS / 2
+        shift = max(0.0, bounds[0] - lo) - max(0.0, hi - bounds[1])
+        lo, hi = lo + shift, hi + shift
+    margin = 0.05 * (hi - lo)
+    return max(bounds[0] - margin, lo - margin), min(bounds[1] + margin, hi + margin)
+
+
 # -- importances of a regularisation method ---------------------------------------------------------------
 
 
 def plot_importance(importances: Mapping[str, torch.Tensor], path: str | Path, title: str) -> Path:
-    """One histogram of importance values per parameter (log counts), and for the first layer's weight the
-    importance of each input unit (summed over output units), as an image when the input is square."""
+    """One histogram of importance values per parameter (log counts where some bin is crowded), and for the
+    first layer's weight the importance of each input unit (summed over output units), as an image when the
+    input is square.
+    Panels are titled in words (parameter_label): "layer 1 weights (64 → 50)", "output layer bias (10)"."""
     if not importances:
         raise ValueError("plot_importance needs at least one parameter's importances")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _save(_importance_figure(importances, title), path)
+
+
+def _importance_figure(importances: Mapping[str, torch.Tensor], title: str) -> Figure:
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+
     arrays = {
         name: np.asarray(t.detach().float().cpu() if hasattr(t, "detach") else t, dtype=float)
         for name, t in importances.items()
     }
+    labels = parameter_labels({name: a.shape for name, a in arrays.items()})
     first_weight = next((n for n, a in arrays.items() if a.ndim == 2 and n.endswith("weight")), None)
     n_panels = len(arrays) + (first_weight is not None)
-    fig, axes = _panels(n_panels, panel_width=4.2, panel_height=3.2)
+    fig, axes = _panels(n_panels)
     for ax, (name, a) in zip(axes, arrays.items(), strict=False):
         values = a[np.isfinite(a)].ravel()
-        ax.hist(values, bins=50, color="C0", log=True)
-        ax.set_title(f"{name} {tuple(a.shape)}", fontsize=9)
+        # About two values per bin for small tensors (a bias of 10), at most 50 bins; log counts only where
+        # some bin is crowded (a weight matrix's long tail), plain whole counts for a bias.
+        counts, _, _ = ax.hist(values, bins=int(min(50, max(5, values.size // 2))), color="C0")
+        log = counts.max(initial=0) >= 20
+        if log:
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=0.7)  # a count of 1 stays visible on the log axis
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 1, 10, 100 rather than 10^0
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        else:
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        stats = f"mean {values.mean():.3g}, max {values.max():.3g}" if values.size else "no finite values"
+        ax.set_title(f"{labels[name]}\n{stats}", fontsize=9)
         ax.set_xlabel("importance")
-        ax.set_ylabel("count (log)")
+        ax.set_ylabel("count (log)" if log else "count")
     if first_weight is not None:
         ax = axes[len(arrays)]
         per_input = np.nan_to_num(arrays[first_weight]).sum(axis=0)  # (out, in) -> (in,)
+        units = arrays[first_weight].shape[0]
+        where = labels[first_weight].split(" (")[0]  # "layer 1 weights"
         side = math.isqrt(per_input.size)
         if side * side == per_input.size:
             image = ax.imshow(per_input.reshape(side, side), cmap="magma")
             fig.colorbar(image, ax=ax, label="summed importance")
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{first_weight}: per input pixel ({side}x{side})", fontsize=9)
+            ax.set_title(f"{where}: per input pixel ({side}×{side}),\nsummed over its {units} units", fontsize=9)
         else:
             ax.bar(np.arange(per_input.size), per_input, width=1.0, color="C1")
             ax.set_xlabel("input unit")
             ax.set_ylabel("summed importance")
-            ax.set_title(f"{first_weight}: per input unit", fontsize=9)
+            ax.set_title(f"{where}: per input unit,\nsummed over its {units} units", fontsize=9)
     fig.suptitle(title)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return _save(fig, path)
+    return fig
+
+
+OUTPUT_MODULES = {"head", "classifier", "output", "out", "fc_out"}  # module names read as "output layer"
+
+
+def parameter_label(name: str, shape: Sequence[int], layer: int | None = None) -> str:
+    """A parameter in words: ``parameter_label("head.bias", (10,))`` is "output layer bias (10)".
+
+    ``name`` is as in ``model.named_parameters()``. A module named ``head`` (lifelong.models.MLP's output
+    layer; also ``classifier``...) is the output layer; ``layer`` numbers any other module ("layer 1"), and
+    without it the module keeps its own name ("body.1 weights"). Torch stores a Linear weight as
+    (out, in), so its size reads "in → out"; a convolution's adds its kernel; anything else shows its shape.
+    """
+    module, _, kind = name.rpartition(".")
+    what = {"weight": "weights", "bias": "bias"}.get(kind, kind)
+    if module.rpartition(".")[2] in OUTPUT_MODULES:
+        where = "output layer"
+    elif layer is not None:
+        where = f"layer {layer}"
+    else:
+        where = module
+    dims = [int(d) for d in shape]
+    if kind == "weight" and len(dims) >= 2:
+        size = f"{dims[1]} → {dims[0]}" + (f", {'×'.join(map(str, dims[2:]))} kernel" if len(dims) > 2 else "")
+    else:
+        size = "×".join(map(str, dims)) or "scalar"
+    return f"{where} {what} ({size})".strip()
+
+
+def parameter_labels(shapes: Mapping[str, Sequence[int]]) -> dict[str, str]:
+    """parameter_label for every parameter of a model, its modules numbered layer 1, 2... in the order given
+    (named_parameters' order: input to output); the output layer is not numbered. For lifelong.models.MLP:
+    body.1 is layer 1, body.3 layer 2, ..., head the output layer."""
+    modules = [name.rpartition(".")[0] for name in shapes]
+    numbered = [m for m in dict.fromkeys(modules) if m.rpartition(".")[2] not in OUTPUT_MODULES]
+    layer = {m: k for k, m in enumerate(numbered, start=1)}
+    return {
+        name: parameter_label(name, shape, layer.get(m))
+        for (name, shape), m in zip(shapes.items(), modules, strict=True)
+    }
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
@@ -434,6 +675,17 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
         return math.nan, math.nan
     a = np.asarray(values, dtype=float)
     return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else math.nan)
+
+
+def _number(x: float) -> str:
+    """x to one decimal as a figure prints it: a true minus sign, and 0.0 (never -0.0) for what rounds to 0."""
+    text = f"{x:.1f}"
+    return "0.0" if text == "-0.0" else text.replace("-", "\N{MINUS SIGN}")
+
+
+def _finite(x: float) -> float:
+    """x, or 0 where it is nan (an sd of a single run)."""
+    return x if math.isfinite(x) else 0.0
 
 
 def _pct(mean: float, sd: float | None = None) -> str:
@@ -467,22 +719,24 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
 
 
-def _figure(nrows: int, ncols: int, width: float, height: float) -> Figure:
-    """A figure on the Agg canvas (no pyplot: no window, no global state) with a grid of axes."""
+def _figure(nrows: int, ncols: int, width: float, height: float, **subplots: Any) -> Figure:
+    """A figure on the Agg canvas (no pyplot: no window, no global state) with a grid of axes;
+    ``subplots``: passed to Figure.subplots (sharey=True...)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
-    fig.subplots(nrows, ncols, squeeze=False)
+    fig.subplots(nrows, ncols, squeeze=False, **subplots)
     return fig
 
 
-def _panels(n: int, panel_width: float = 5.0, panel_height: float = 3.8) -> tuple[Figure, list]:
-    """A figure with n panels, at most 3 per row; unused cells are hidden."""
-    ncols = min(3, max(1, n))
-    nrows = math.ceil(max(1, n) / ncols)
-    fig = _figure(nrows, ncols, width=panel_width * ncols + 1.5, height=panel_height * nrows + 0.6)
+def _panels(n: int, panel_width: float = 3.6, panel_height: float = 3.0) -> tuple[Figure, list]:
+    """A figure with n panels, at most 3 per row and rows filled evenly (4 panels: 2 x 2), so that it stays
+    under 12 inches wide; unused cells are hidden."""
+    nrows = math.ceil(max(1, n) / 3)
+    ncols = math.ceil(max(1, n) / nrows)
+    fig = _figure(nrows, ncols, width=panel_width * ncols + 1.0, height=panel_height * nrows + 0.6)
     axes = fig.axes
     for ax in axes[n:]:
         ax.set_visible(False)

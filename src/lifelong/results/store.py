@@ -2,29 +2,42 @@
 
 Layout (default ``./lifelong-runs/``)::
 
-    runs.db             the table below (PRAGMA user_version = SCHEMA_VERSION)
-    run-0001/result.json
+    runs.db                 the table below (PRAGMA user_version = SCHEMA_VERSION)
+    run-0001/result.json    the folder of run 1 of runs.db
     run-0002/...
+    other.db                a second store in the same folder (``--store lifelong-runs/other.db``)
+    other-run-0001/...      its run 1: each store has its own folders, so none overwrites another's
+
+A run's folder is ``run-NNNN`` for a store named ``runs.db`` (so stores made before this layout read as
+they always did) and ``<stem>-run-NNNN`` for any other name (``a.db`` -> ``a-run-0007``). start() makes
+it and records its name in the row (column ``folder``, relative to the database's folder, so a store
+moved with its folders, or renamed, still finds them). A folder that already exists and is not empty
+(e.g. left by a deleted store) is never reused, emptied or overwritten: the run gets the first free name
+``run-0007-2``, ``run-0007-3``, ... instead. Rows written before the column existed (schema 1) have no
+name recorded; their folder is ``run-NNNN``, as it was then for every store name.
 
 Table ``runs`` (JSON columns hold JSON text)::
 
     id              INTEGER PRIMARY KEY AUTOINCREMENT   the run id (ids are never reused)
     run_group       TEXT     runs of one CLI invocation (e.g. methods x seeds), or NULL
-    status          TEXT     'running' | 'finished' | 'failed'
+    status          TEXT     'running' | 'finished' | 'failed' | 'interrupted' (Ctrl-C)
     created         TEXT     UTC ISO time of start()
-    finished        TEXT     UTC ISO time of finish() or fail(), else NULL
+    finished        TEXT     UTC ISO time of finish(), fail() or interrupt(), else NULL
     pid, host       INTEGER, TEXT   the process that runs it (to tell a killed run from a live one)
     seed            INTEGER
     code_version    TEXT     lifelong.__version__, plus '+g<commit>' ('.dirty' if modified) in a git checkout
     config          JSON     every setting of the run, as given to start()
     method, benchmark, scenario   TEXT   set by finish()
-    R               JSON     the (T+1) x T accuracy matrix
+    R               JSON     the (T+1) x T accuracy matrix; while running (and after a kill, failure or
+                             Ctrl-C) only its first k+1 rows: R[0] and the k training stages finished so far
     curves          JSON     per-epoch accuracies [{"stage", "epoch", "accuracy": [per task]}]
     timings         JSON     Result.timings (train_s per task, eval_s, total_s) plus wall_s (start to finish)
     peak_memory_mb  REAL
     metrics         JSON     Result.metrics(): acc, bwt, fwt, forgetting, ...
     result          JSON     the whole result.json, so that the database alone can rebuild every Result
-    message         TEXT     why a run failed
+    message         TEXT     why a run failed or stopped
+    folder          TEXT     the run's folder, relative to the database's folder (schema 2; NULL before)
+    progress        JSON     {"stages_done", "n_stages", "task_names"}: how far training got (schema 2)
 
 ``result.json`` is Result.to_dict() plus run_id, group, seed, code_version and created; its fields are
 documented in docs/result-schema.md.
@@ -33,7 +46,12 @@ Crash safety: result.json is written atomically (temp file, fsync, rename) and o
 switched to 'finished', in one transaction. A process killed at any point therefore leaves the row
 'running'; the row, not the presence of result.json, is the truth. Reads report a 'running' row whose
 process (same host) no longer exists as 'killed'. Reads never write: the stored status stays 'running',
-so a read-only copy of the store reads the same.
+so a read-only copy of the store reads the same. The rows of R are written as each training stage ends
+(progress(), one short transaction per stage), so a killed, failed or interrupted run keeps the part of
+R it had finished.
+
+Schema 1 stores (no ``folder``/``progress`` columns) are read as they are; the first write (start())
+adds the two columns and sets the version to 2, in one transaction.
 """
 
 from __future__ import annotations
@@ -57,7 +75,7 @@ from lifelong.errors import LifelongError
 from lifelong.result import Result
 
 DEFAULT_PATH = Path("lifelong-runs") / "runs.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -81,7 +99,9 @@ CREATE TABLE runs (
     peak_memory_mb REAL,
     metrics TEXT,
     result TEXT,
-    message TEXT
+    message TEXT,
+    folder TEXT,
+    progress TEXT
 );
 CREATE INDEX runs_by_group ON runs (run_group);
 """
@@ -90,11 +110,16 @@ _COLUMNS = (
     "id run_group status created finished pid host seed code_version config method benchmark scenario "
     "R curves timings peak_memory_mb metrics message"
 ).split()
-_JSON_COLUMNS = {"config", "R", "curves", "timings", "metrics"}
+_ADDED_IN_2 = ("folder", "progress")  # columns that schema 1 stores lack until their first write
+_JSON_COLUMNS = {"config", "R", "curves", "timings", "metrics", "progress"}
+INTERRUPTED = "stopped by the user with Ctrl-C"
 
 
 class Store:
-    """Records runs in ``path`` (a SQLite file; an existing folder means ``<folder>/runs.db``)."""
+    """Records runs in ``path`` (a SQLite file; an existing folder means ``<folder>/runs.db``).
+
+    ``create=False`` is for reading: a missing (or empty) store is then a one-line error, and no file or
+    folder is made."""
 
     def __init__(self, path: str | os.PathLike = DEFAULT_PATH, create: bool = True):
         path = Path(path)
@@ -112,12 +137,13 @@ class Store:
                 raise LifelongError(
                     f"cannot create the results store at {path} ({e.strerror or e}); choose a writable location"
                 ) from None
-        self._init_schema()
+        self._init_schema(create)
 
     # -- writing -------------------------------------------------------------------------------------
 
     def start(self, config: dict, seed: int, group: str | None = None) -> int:
-        """Record a new 'running' run, make its folder and return its id."""
+        """Record a new 'running' run, make its own folder and return its id."""
+        self._upgrade()
         with self._connect() as con:
             cur = con.execute(
                 "INSERT INTO runs (run_group, status, created, pid, host, seed, code_version, config) "
@@ -125,16 +151,24 @@ class Store:
                 (group, _now(), os.getpid(), socket.gethostname(), int(seed), code_version(), _dumps(config)),
             )
             run_id = cur.lastrowid
-        try:
-            self.folder(run_id).mkdir(exist_ok=True)
-            # A folder left by a deleted earlier store: its result.json must not pass for this run's.
-            (self.folder(run_id) / "result.json").unlink(missing_ok=True)
-        except OSError as e:
-            raise LifelongError(f"cannot create {self.folder(run_id)} ({e.strerror or e}); check permissions") from None
+            # Inside the transaction: if no folder can be made, no row is left behind either.
+            con.execute("UPDATE runs SET folder = ? WHERE id = ?", (self._claim_folder(run_id), run_id))
         return run_id
+
+    def progress(self, run_id: int, R, task_names: list[str], n_stages: int) -> None:
+        """Record the rows of R finished so far (R[0] and one per finished training stage), so that a
+        run that never finishes keeps them. One short transaction: call it once per stage, not per batch."""
+        self._upgrade()
+        progress = {"stages_done": len(R) - 1, "n_stages": int(n_stages), "task_names": list(task_names)}
+        with self._connect() as con:
+            con.execute(
+                "UPDATE runs SET R = ?, progress = ? WHERE id = ? AND status = 'running'",
+                (_dumps(R), _dumps(progress), int(run_id)),
+            )
 
     def finish(self, run_id: int, result: Result) -> None:
         """Write result.json atomically, then mark the run finished in one transaction."""
+        self._upgrade()
         row = self._row(run_id)
         if row["status"] != "running":
             raise LifelongError(f"run {run_id} is already {row['status']}; start a new run to record another result")
@@ -146,13 +180,19 @@ class Store:
             "code_version": row["code_version"],
             "created": row["created"],
         }
-        _write_atomically(self.folder(run_id) / "result.json", _dumps(document, indent=2))
+        folder = row["folder"] or _legacy_name(run_id)
+        if not _is_ours(self.path.parent / folder / "result.json", document):
+            # Someone put another result.json there since start(): keep it, and this run, elsewhere.
+            folder = self._claim_folder(run_id)
+        _write_atomically(self.path.parent / folder / "result.json", _dumps(document, indent=2))
         wall_s = (_parse(finished) - _parse(row["created"])).total_seconds()
+        n_stages = result.n_stages if result.n_stages is not None else len(result.task_names)
+        progress = {"stages_done": n_stages, "n_stages": n_stages, "task_names": list(result.task_names)}
         with self._connect() as con:
             cur = con.execute(
                 "UPDATE runs SET status = 'finished', finished = ?, method = ?, benchmark = ?, scenario = ?, "
-                "R = ?, curves = ?, timings = ?, peak_memory_mb = ?, metrics = ?, result = ? "
-                "WHERE id = ? AND status = 'running'",
+                "R = ?, curves = ?, timings = ?, peak_memory_mb = ?, metrics = ?, result = ?, folder = ?, "
+                "progress = ? WHERE id = ? AND status = 'running'",
                 (
                     finished,
                     result.method,
@@ -164,6 +204,8 @@ class Store:
                     float(result.peak_memory_mb),
                     _dumps(document["metrics"]),
                     _dumps(document),
+                    folder,
+                    _dumps(progress),
                     run_id,
                 ),
             )
@@ -171,26 +213,25 @@ class Store:
                 raise LifelongError(f"run {run_id} was ended by another process meanwhile; its result.json is kept")
 
     def fail(self, run_id: int, message: str) -> None:
-        """Mark a running run failed (e.g. it diverged), with the reason."""
-        row = self._row(run_id)
-        if row["status"] != "running":
-            raise LifelongError(f"run {run_id} is already {row['status']}; only a running run can fail")
-        with self._connect() as con:
-            con.execute(
-                "UPDATE runs SET status = 'failed', finished = ?, message = ? WHERE id = ? AND status = 'running'",
-                (_now(), str(message), run_id),
-            )
+        """Mark a running run failed (e.g. it diverged), with the reason; the rows of R recorded by
+        progress() stay."""
+        self._end(run_id, "failed", message)
+
+    def interrupt(self, run_id: int) -> None:
+        """Mark a running run stopped by the user (Ctrl-C); the rows of R recorded by progress() stay."""
+        self._end(run_id, "interrupted", INTERRUPTED)
 
     # -- reading -------------------------------------------------------------------------------------
 
     def folder(self, run_id: int) -> Path:
-        """The run's artefact folder (``run-0007``), next to the database."""
-        return self.path.parent / f"run-{int(run_id):04d}"
+        """The run's artefact folder (``run-0007`` for runs.db, ``a-run-0007`` for a.db), next to the
+        database."""
+        return self.path.parent / (self._row(run_id)["folder"] or _legacy_name(run_id))
 
     def get(self, run_id: int) -> dict[str, Any]:
-        """The run's row with JSON columns decoded, 'group' for run_group and 'folder'; a dead
-        'running' run reads as status 'killed'."""
-        return _decode(self._row(run_id), self.folder(run_id))
+        """The run's row with JSON columns decoded, 'group' for run_group and 'folder' (the full path);
+        a dead 'running' run reads as status 'killed'."""
+        return self._decode(self._row(run_id))
 
     def result(self, run_id: int) -> Result:
         """The finished run's Result."""
@@ -206,8 +247,8 @@ class Store:
         """Every run (or every run of ``group``), oldest first, as get() returns them."""
         where, args = ("WHERE run_group = ?", (group,)) if group is not None else ("", ())
         with self._connect() as con:
-            rows = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs {where} ORDER BY id", args).fetchall()
-        return [_decode(dict(row), self.folder(row["id"])) for row in rows]
+            rows = con.execute(f"SELECT {_select(con)} FROM runs {where} ORDER BY id", args).fetchall()
+        return [self._decode(dict(row)) for row in rows]
 
     def group_runs(self, group: str) -> list[dict[str, Any]]:
         """The runs of one group, oldest first; an unknown group is an error."""
@@ -245,19 +286,72 @@ class Store:
 
     def _row(self, run_id: int) -> dict[str, Any]:
         with self._connect() as con:
-            row = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+            row = con.execute(f"SELECT {_select(con)} FROM runs WHERE id = ?", (int(run_id),)).fetchone()
             if row is None:
                 lo, hi = con.execute("SELECT MIN(id), MAX(id) FROM runs").fetchone()
                 known = f"runs {lo}..{hi} exist" if hi is not None else "it holds no runs yet"
                 raise LifelongError(f"no run {run_id} in {self.path} ({known}); give an existing run id or 'latest'")
         return dict(row)
 
-    def _init_schema(self) -> None:
+    def _end(self, run_id: int, status: str, message: str) -> None:
+        row = self._row(run_id)
+        if row["status"] != "running":
+            raise LifelongError(f"run {run_id} is already {row['status']}; only a running run can be ended")
+        with self._connect() as con:
+            con.execute(
+                "UPDATE runs SET status = ?, finished = ?, message = ? WHERE id = ? AND status = 'running'",
+                (status, _now(), str(message), run_id),
+            )
+
+    def _decode(self, row: dict[str, Any]) -> dict[str, Any]:
+        out = {k: (json.loads(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in row.items()}
+        out["group"] = out.pop("run_group")
+        out["folder"] = str(self.path.parent / (out["folder"] or _legacy_name(out["id"])))
+        if out["status"] == "running" and out["host"] == socket.gethostname() and not _alive(out["pid"]):
+            out["status"] = "killed"
+        return out
+
+    def _claim_folder(self, run_id: int) -> str:
+        """Make the run's own folder and return its name: ``<prefix>-NNNN``, or ``...-2``, ``...-3`` when
+        that name is taken by a non-empty folder (or a file), which is left untouched."""
+        prefix = "run" if self.path.stem == "runs" else f"{self.path.stem}-run"
+        base = f"{prefix}-{int(run_id):04d}"
+        for n in range(1, 1000):
+            name = base if n == 1 else f"{base}-{n}"
+            path = self.path.parent / name
+            try:
+                path.mkdir()
+                return name
+            except FileExistsError:
+                with contextlib.suppress(OSError):
+                    if path.is_dir() and not any(path.iterdir()):
+                        return name  # an empty folder holds nothing to lose
+            except OSError as e:
+                raise LifelongError(f"cannot create {path} ({e.strerror or e}); check permissions") from None
+        raise LifelongError(f"{self.path.parent / base} and 998 variants of it exist; move old run folders aside")
+
+    def _upgrade(self) -> None:
+        """Schema 1 -> 2: add the folder and progress columns (a no-op for a current store)."""
+        if self._version >= SCHEMA_VERSION:
+            return
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")  # another process may be upgrading it at the same moment
+            columns = {r["name"] for r in con.execute("PRAGMA table_info(runs)")}
+            for name in _ADDED_IN_2:
+                if name not in columns:
+                    con.execute(f"ALTER TABLE runs ADD COLUMN {name} TEXT")
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._version = SCHEMA_VERSION
+
+    def _init_schema(self, create: bool) -> None:
         with self._connect() as con:
             # Reading sqlite_master first makes SQLite check the file before anything is written.
             tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             (version,) = con.execute("PRAGMA user_version").fetchone()
+            if version == 0 and not tables and not create:  # an empty file: reading must not write to it
+                raise LifelongError(f"no results store at {self.path} (the file is empty); run an experiment first")
             if version == 0 and not tables:
+                version = SCHEMA_VERSION
                 con.execute("BEGIN IMMEDIATE")  # another process may be creating it at the same moment
                 if not {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
                     for statement in _SCHEMA.split(";"):
@@ -274,6 +368,7 @@ class Store:
                     f"{self.path} was written by a newer lifelong (schema {version} > {SCHEMA_VERSION}); "
                     "upgrade lifelong to read it"
                 )
+        self._version = version
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -344,13 +439,37 @@ def _explain(path: Path, e: sqlite3.Error) -> str:
     return f"the results store {path} failed: {text}"
 
 
-def _decode(row: dict[str, Any], folder: Path) -> dict[str, Any]:
-    out = {k: (json.loads(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in row.items()}
-    out["group"] = out.pop("run_group")
-    out["folder"] = str(folder)
-    if out["status"] == "running" and out["host"] == socket.gethostname() and not _alive(out["pid"]):
-        out["status"] = "killed"
-    return out
+def describe_progress(row: dict[str, Any]) -> str | None:
+    """How far a run's training got, e.g. 'finished 3 of 5 tasks'; None when nothing was recorded."""
+    progress = row.get("progress")
+    if not progress:
+        return None
+    done, total = progress["stages_done"], progress["n_stages"]
+    unit = "tasks" if total == len(progress["task_names"]) else "training stages"
+    return f"finished {done} of {total} {unit}"
+
+
+def _legacy_name(run_id: int) -> str:
+    """The folder of a schema 1 row: every store used ``run-NNNN`` then."""
+    return f"run-{int(run_id):04d}"
+
+
+def _select(con: sqlite3.Connection) -> str:
+    """The columns get()/runs() read; a schema 1 store (read, never upgraded by reading) lacks the last two."""
+    (version,) = con.execute("PRAGMA user_version").fetchone()
+    added = _ADDED_IN_2 if version >= 2 else [f"NULL AS {name}" for name in _ADDED_IN_2]
+    return ", ".join([*_COLUMNS, *added])
+
+
+def _is_ours(path: Path, document: dict) -> bool:
+    """True when ``path`` is absent or is this very run's result.json (same run id and start time)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return isinstance(old, dict) and all(old.get(k) == document[k] for k in ("run_id", "created"))
 
 
 def _alive(pid: int | None) -> bool:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from lifelong.data.datasets import Dataset
-from lifelong.errors import LifelongError
+from lifelong.errors import LifelongError, option
 
 FILES = {
     "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
@@ -82,8 +82,8 @@ def download(target: Path, mirrors=MIRRORS, timeout: float = 30.0) -> None:
         else:
             raise LifelongError(
                 f"MNIST file {name} is not on this machine and could not be downloaded "
-                f"({'; '.join(errors)}); put the four MNIST .gz files in a folder and pass "
-                f"--data-dir FOLDER (or set LIFELONG_DATA), or copy them to {target}"
+                f"({'; '.join(errors)}); put the four MNIST .gz files in a folder and give it as "
+                f"{option('data_dir')} (or set LIFELONG_DATA), or copy them to {target}"
             )
 
 
@@ -109,7 +109,7 @@ def load(data_dir: str | None = None, seed: int = 0) -> Dataset:
         if data_dir:
             missing = [n for n in FILES if not (Path(data_dir) / n).is_file()]
             raise LifelongError(
-                f"--data-dir {data_dir} lacks the MNIST files {', '.join(missing)}; "
+                f"{option('data_dir')} {data_dir} lacks the MNIST files {', '.join(missing)}; "
                 "put the four .gz files there (names as on the MNIST site)"
             )
         folder = cache_dir()

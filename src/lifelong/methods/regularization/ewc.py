@@ -13,7 +13,7 @@ running Fisher with decay γ and one anchor, the parameters after the previous t
 
 The papers write λ/2 in front of the sum; here there is none (see regularization/base.py), so
 λ_paper = 2 · lam. Progress & Compress also multiplies the running Fisher by γ once more inside its
-penalty (‖θ − θ*‖²_{γF*}); here γ is applied when a task is added, so P&C's λ is lam / γ.
+penalty ((λ/2) ‖θ − θ*‖²_{γF*}); here γ is applied only when a task is added, so P&C's λ is 2 · lam / γ.
 
 How F is estimated is the ``fisher`` setting (see methods/fisher.py): ``exact`` (the default: the
 definition above; van de Ven 2025, arXiv 2502.11756, finds it the best), ``sampled`` (one label
@@ -30,8 +30,9 @@ Defaults and where they come from:
   elastic weight consolidation", PNAS); Progress & Compress leave γ ≤ 1 as a hyper-parameter.
 - ``lam`` = 1 (λ_paper = 2): Kirkpatrick et al. report no value for their MNIST experiments; it is
   the 10^k with the best ACC on permuted digits (3 tasks, the default 3 × 50 MLP, 5 epochs of the
-  default SGD at lr 0.1). Values of thousands, common with Adam at lr 1e-4, make plain SGD
-  diverge: a quadratic penalty is stable only while lr · 2 · lam · max F < 2.
+  default SGD at lr 0.1). Values of thousands, common with Adam at lr 1e-4, make the papers'
+  explicit step with plain SGD diverge (it is stable only while lr · 2 · lam · max F < 2); the
+  default proximal step (regularization/base.py) is stable for any lam.
 """
 
 from __future__ import annotations

@@ -8,9 +8,10 @@ Zenke, Poole & Ganguli 2017, "Continual learning through synaptic intelligence",
     Ω_i^t = Ω_i^{t−1} + ω_i^t / ((Δ_i^t)² + ξ),     Δ_i^t = θ_i(end of t) − θ_i(start of t)
     L'(θ) = L(θ) + c Σ_i Ω_i (θ_i − θ*_i)²,         θ* = the parameters after the previous task
 
-c is ``lam`` here (the paper has no 1/2, as here). The path integral is exact for the optimiser
-actually used: Δθ is read after each optimizer step (SGD, momentum or Adam), g before it; the task
-gradient is the total gradient minus the penalty's 2cΩ(θ − θ*), so the penalty adds no importance.
+c is ``lam`` here (the paper has no 1/2, as here). The path integral is exact for the update
+actually made: Δθ is read after each step (SGD, momentum or Adam, and after the proximal pull of
+regularization/base.py when that step is used), g before it; g is the task loss's gradient (with the
+explicit step, the total gradient minus the penalty's 2cΩ(θ − θ*)), so the penalty adds no importance.
 
 Defaults: c = 0.1 and ξ = 0.1, the permuted-MNIST setting (the paper's Fig. 4 uses c = 0.1; its
 authors' code, github.com/ganguli-lab/pathint, fig_permuted_mnist, sets xi = 0.1 and sweeps c over
@@ -57,6 +58,7 @@ class SI(Regularizer):
         self._grad = self.task_gradient()  # at the parameters before the step
 
     def after_step(self, model, task) -> None:
+        super().after_step(model, task)  # the proximal pull (if any) first: Δθ is the whole step
         theta = self.layout.flat()
         self._path.addcmul_(self._grad, theta - self._previous, value=-1.0)  # ω += −g·Δθ
         self._previous = theta

@@ -232,6 +232,7 @@ class Regularizer(Method):
         return self.penalised and not self._proximal
 
     def on_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Chooses the step for this optimizer (see the module docstring) and reads each parameter's lr."""
         plain = plain_sgd(optimizer)
         if self.step == "proximal" and not plain:
             raise LifelongError(

@@ -1,6 +1,7 @@
 """The command line end to end: runs, config files, the store, reports, and every kind of bad input."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -186,3 +187,30 @@ def test_each_method_can_carry_its_own_settings(tmp_path, capsys):
 def test_bad_method_settings(tmp_path, capsys, spec, message):
     code, _, err = cli(["run", *QUICK, "--method", spec, "--store", str(tmp_path / "r.db")], capsys)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_data_dir_in_a_config_file_is_relative_to_the_file(tmp_path, capsys, monkeypatch):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "exp.yaml").write_text("data_dir: data\n")
+    monkeypatch.chdir(tmp_path)  # another working directory than the file's
+    from lifelong.config import read_config_file
+
+    assert read_config_file("exp/exp.yaml")["data_dir"] == str(tmp_path / "exp" / "data")
+    (tmp_path / "abs.yaml").write_text(f"data_dir: {tmp_path / 'elsewhere'}\n")
+    assert read_config_file("abs.yaml")["data_dir"] == str(tmp_path / "elsewhere")  # absolute stays absolute
+
+
+def test_report_out_has_the_importance_section_of_run_reports(tmp_path, capsys):
+    db = str(tmp_path / "r.db")
+    assert cli(["run", *QUICK, "--method", "ewc", "--store", db], capsys)[0] == 0
+    code, out, _ = cli(["report", "1", "--store", db, "--out", str(tmp_path / "rep")], capsys)
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert code == 0 and "importance of each parameter" in report and "importance.png" in report
+
+
+def test_json_still_writes_the_report_and_says_where_on_stderr(tmp_path, capsys):
+    args = ["run", "--benchmark", "permuted-synthetic", "--tasks", "2", "--iterations", "3", "--json"]
+    code, out, err = cli([*args, "--store", str(tmp_path / "r.db")], capsys)
+    assert code == 0 and json.loads(out)["method"] == "finetune"  # stdout is JSON alone
+    path = err.strip().removeprefix("report: ")
+    assert path.startswith(str(tmp_path)) and path.endswith("report.md") and os.path.isfile(path)

@@ -212,7 +212,7 @@ def read_config_file(path: str) -> dict:
             raise LifelongError(f"config file {path}: unknown key {key!r}; `lifelong list` shows every option")
         out[name] = convert(by_name[name], value, path)
         if name in PATH_OPTIONS and out[name] is not None:
-            out[name] = str(p.parent / Path(out[name]).expanduser())
+            out[name] = str(p.parent.resolve() / Path(out[name]).expanduser())
     return out
 
 

@@ -11,7 +11,18 @@ import pytest
 
 from lifelong.cli import main
 
-QUICK = ["--benchmark", "permuted-synthetic", "--tasks", "2", "--iterations", "3", "--report", "no"]
+QUICK = [
+    "--benchmark",
+    "permuted-synthetic",
+    "--tasks",
+    "2",
+    "--iterations",
+    "3",
+    "--report",
+    "no",
+    "--method",
+    "finetune",
+]
 
 
 def snapshot(folder) -> dict:

@@ -5,8 +5,9 @@ import torch
 
 from lifelong import benchmarks
 from lifelong.data import builders
-from lifelong.data.datasets import load
+from lifelong.data.datasets import Dataset, load
 from lifelong.errors import LifelongError
+from lifelong.experiment import build_stream
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,73 @@ def test_digits_is_offline_and_stratified():
     assert len(d.train_y) + len(d.test_y) == 1797
     counts = torch.bincount(d.test_y, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37
+
+
+def _grey(n: int = 300, side: int = 8, value: float = 0.5):
+    """Images of one grey level, far from 0 and 1: small noise on them is never clipped."""
+    x = torch.full((n, side, side), value)
+    y = torch.arange(n) % 10
+    return Dataset("grey", x, y, x.clone(), y.clone(), [str(c) for c in range(10)])
+
+
+def test_noisy_tasks_are_the_whole_dataset_with_their_own_noise_level(data):
+    tasks = builders.noisy(data, 3, noise=[0.6, 0.3, 0.0], seed=0)
+    assert [t.name for t in tasks] == ["noise0.6", "noise0.3", "noise0"]
+    for t in tasks:
+        assert t.train_x.shape == data.train_x.shape and t.test_x.shape == data.test_x.shape
+        assert torch.equal(t.train_y, data.train_y) and torch.equal(t.test_y, data.test_y)
+        assert t.labels == tuple(range(10))
+        assert 0 <= t.train_x.min() and t.train_x.max() <= 1 and 0 <= t.test_x.min() and t.test_x.max() <= 1
+    assert torch.equal(tasks[2].train_x, data.train_x) and torch.equal(tasks[2].test_x, data.test_x)
+    s = benchmarks.build("noisy-synthetic", n_tasks=2, noise=[0.5, 0.0])
+    assert s.scenario == "domain" and [t.name for t in s] == ["noise0.5", "noise0"]
+
+
+def test_noise_sd_of_each_task_matches_its_level():
+    grey = _grey()
+    levels = [0.1, 0.05, 0.0]
+    for t, sd in zip(builders.noisy(grey, 3, noise=levels, seed=3), levels, strict=True):
+        for x in (t.train_x, t.test_x):
+            d = (x - 0.5).flatten()  # 19 200 draws; at sd <= 0.1 the clip at 0.5 away is >= 5 sd off
+            assert abs(d.mean().item()) < 0.005
+            assert d.std().item() == pytest.approx(sd, rel=0.03, abs=1e-7)
+    # Strong noise is clipped to [0, 1]: pixels pile up at both ends, in equal shares around mid-grey.
+    x = builders.noisy(grey, 1, noise=[2.0], seed=0)[0].train_x
+    assert x.min() == 0 and x.max() == 1
+    low, high = (x == 0).float().mean().item(), (x == 1).float().mean().item()
+    assert low == pytest.approx(0.4013, abs=0.01) and high == pytest.approx(0.4013, abs=0.01)  # P(z > 0.25)
+
+
+def test_noise_is_fixed_by_the_seed_and_drawn_separately_for_train_and_test():
+    grey = _grey()
+    a, b = builders.noisy(grey, 2, noise=[0.1, 0.1], seed=0), builders.noisy(grey, 2, noise=[0.1, 0.1], seed=0)
+    assert all(torch.equal(s.train_x, t.train_x) and torch.equal(s.test_x, t.test_x) for s, t in zip(a, b, strict=True))
+    assert not torch.equal(a[0].train_x, a[0].test_x)  # same images, own noise draws
+    assert not torch.equal(a[0].train_x, a[1].train_x)  # each task its own draws
+    assert not torch.equal(builders.noisy(grey, 2, noise=[0.1, 0.1], seed=1)[0].train_x, a[0].train_x)
+
+
+def test_default_noise_goes_evenly_down_to_clean():
+    assert builders.noise_levels(4) == pytest.approx([0.6, 0.4, 0.2, 0.0])
+    assert builders.noise_levels(1) == [0.0]
+    assert [t.name for t in benchmarks.noisy("synthetic", n_tasks=3)] == ["noise0.6", "noise0.3", "noise0"]
+
+
+@pytest.mark.parametrize(
+    "noise, message",
+    [([0.5], "gives 1 noise levels for 2 tasks"), ([0.5, -0.1], "at least 0"), ([0.5, float("nan")], "finite")],
+)
+def test_bad_noise_levels_are_one_line_errors(data, noise, message):
+    with pytest.raises(LifelongError, match=message) as e:
+        builders.noisy(data, 2, noise=noise)
+    assert "noise" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_noise_applies_to_noisy_benchmarks_only():
+    options = {"tasks": 2, "scenario": None, "data_dir": None, "samples_per_task": None, "task_order": None}
+    with pytest.raises(LifelongError, match="applies to noisy benchmarks"):
+        build_stream("permuted-synthetic", {**options, "noise": [0.5, 0.0]}, seed=0)
+    assert [t.name for t in build_stream("noisy-synthetic", {**options, "noise": [0.5, 0.0]}, seed=0)] == [
+        "noise0.5",
+        "noise0",
+    ]

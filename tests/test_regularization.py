@@ -207,7 +207,7 @@ def test_registry_names_and_settings():
         assert "lam" in fields and all(f.metadata.get("help") for f in fields.values())
         assert cls.__doc__ and "Σ" in cls.__doc__  # the equation, in one line
     settings = ll.methods.create("ewc", fisher="batched", fisher_samples=100).settings()
-    assert settings == {"lam": 1.0, "step": "auto", "fisher": "batched", "fisher_samples": 100, "fisher_batch": 128}
+    assert settings == {"lam": 10.0, "step": "auto", "fisher": "batched", "fisher_samples": 100, "fisher_batch": 128}
     assert ll.methods.create("ewc", fisher_samples=0).fisher_samples == 0  # 0 and None both mean all
 
 

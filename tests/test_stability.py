@@ -128,14 +128,15 @@ def test_enormous_lam_diverges_with_the_explicit_step_and_pins_the_parameters_wi
     assert proximal.R[2][0] == proximal.R[1][0]
 
 
-def test_mas_defaults_diverge_with_the_explicit_step_on_the_main_job_and_train_with_the_default():
-    # The main job's settings on two tasks: MAS's importances reach ≈ 50 after task 1, so at λ = 1 and
-    # lr 0.1 the papers' step is far past its stable range, as its warning says.
+def test_mas_at_the_papers_lam_diverges_with_the_explicit_step_on_the_main_job_and_trains_with_the_default():
+    # The main job's settings on two tasks: MAS's importances reach ≈ 50 after task 1, so at the paper's
+    # λ = 1 (the default before the proximal step) and lr 0.1 the papers' step is far past its stable
+    # range, as its warning says.
     s = ll.benchmarks.permuted("digits", n_tasks=2, seed=0)
     for step in ("explicit", "auto"):
         torch.manual_seed(0)
         model = ll.models.MLP(s.input_size, [50, 50, 50], s.n_classes)
-        method = ll.methods.create("mas", step=step)
+        method = ll.methods.create("mas", lam=1.0, step=step)
         if step == "explicit":
             with pytest.warns(LifelongWarning, match=r"mas: lr · 2 · lam · max Ω = [0-9.]+ after task 1"):
                 with pytest.raises(DivergedError):

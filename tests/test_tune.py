@@ -26,7 +26,9 @@ def test_holdout_splits_training_data_and_leaves_the_test_set_out():
 
 
 def test_sweep_returns_one_point_per_value_and_best_takes_the_highest_validation_acc():
-    cfg = resolve(None, {"benchmark": "permuted-synthetic", "tasks": 2, "iterations": 10, "seeds": [0, 1]})
+    cfg = resolve(
+        None, {"benchmark": "permuted-synthetic", "tasks": 2, "iterations": 10, "seeds": [0, 1], "method": "finetune"}
+    )
     points = tune.sweep(cfg, "lr", ["0.001", "0.1"], fraction=0.2)
     assert [p["value"] for p in points] == [0.001, 0.1]
     assert all(p["acc_sd"] >= 0 for p in points)
@@ -35,7 +37,7 @@ def test_sweep_returns_one_point_per_value_and_best_takes_the_highest_validation
 
 
 def test_sweep_checks_the_parameter():
-    cfg = resolve(None, {"benchmark": "permuted-synthetic", "tasks": 2})
+    cfg = resolve(None, {"benchmark": "permuted-synthetic", "tasks": 2, "method": "finetune"})
     with pytest.raises(LifelongError, match="not a training setting"):
         tune.sweep(cfg, "benchmark", ["split-digits"])
     with pytest.raises(LifelongError, match="lr got 'abc'"):
@@ -44,7 +46,19 @@ def test_sweep_checks_the_parameter():
 
 def test_tune_cli_records_validation_runs_and_a_final_test_run(tmp_path, capsys):
     db = tmp_path / "r.db"
-    args = ["tune", "--param", "lr", "--values", "0.01,0.2", "--benchmark", "permuted-synthetic", "--tasks", "2"]
+    args = [
+        "tune",
+        "--param",
+        "lr",
+        "--values",
+        "0.01,0.2",
+        "--benchmark",
+        "permuted-synthetic",
+        "--tasks",
+        "2",
+        "--method",
+        "finetune",
+    ]
     code = main([*args, "--iterations", "10", "--store", str(db), "--report", "no"])
     out = capsys.readouterr().out
     assert code == 0 and "<- best" in out and "on the test sets" in out

@@ -99,42 +99,91 @@ def _describe(exp) -> str:
         left_out = f" · leaves out class{'es' * (len(stream.left_out) > 1)} {', '.join(stream.left_out)}"
     return (
         f"{stream.name} · {SCENARIO_NAMES[stream.scenario]} · {len(stream)} tasks{left_out} · MLP {sizes} · "
-        f"{opt}, {length}/task, batch {cfg['batch_size']} · {seeds}"
+        f"{opt}, {length}/task, batch {cfg['batch_size']} · {seeds}\n"
+        f"methods: {' · '.join(_method_settings(exp, spec) for spec in exp.method_names)}"
     )
 
 
+def _method_settings(exp, spec: str) -> str:
+    """A method with the settings that decide what it does: its strength λ, and any setting given."""
+    name, given = exp.specs[spec]
+    settings = exp.method(spec).settings()
+    shown = {k: v for k, v in settings.items() if k == "lam" or k in given or k in exp.method_options}
+    return name + "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v in shown.items())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from lifelong.experiment import MAIN_JOB, Experiment
+    """One experiment: the defaults, then the config file, then the flags. With no options at all it is
+    the main job: the lecture's opening example first, then the same defaults any other run starts from."""
+    from lifelong.experiment import OPENING_EXAMPLE, Experiment
 
     flags = _flags(args)
     main_job = args.config is None and all(v is None for k, v in flags.items() if k not in OUTPUT_FLAGS)
-    if main_job:
-        flags = {**MAIN_JOB, **{k: v for k, v in flags.items() if v is not None}}
     cfg = config.resolve(args.config, flags)
-    exp = Experiment(cfg)
+    parts = [(None, Experiment(cfg))]
+    if main_job:
+        example = Experiment(config.resolve(None, {**flags, **OPENING_EXAMPLE}))
+        parts = [(MAIN_JOB_TITLES[0], example), (MAIN_JOB_TITLES[1], parts[0][1])]
     store = _open_store(cfg["store"])
     group = _new_group()
-    if not (args.quiet or args.json):
-        print(("main job: " if main_job else "") + _describe(exp), flush=True)
-    records = _execute_all(exp, store, group, Progress(enabled=not args.json))
+    records: list[Record] = []
+    for title, exp in parts:
+        if not (args.quiet or args.json):
+            print(("\n" if records else "") + (f"{title}\n" if title else "") + _describe(exp), flush=True)
+        part = _execute_all(exp, store, group, Progress(enabled=not args.json))
+        if not args.json:
+            _print_runs(exp, part, quiet=args.quiet)
+            if title:
+                print(_story(exp, part))
+        records += part
     failed = [rec for rec in records if rec.result is None]
     if args.json:
         out = [rec.to_json() for rec in records]
         json.dump(out if len(out) > 1 else out[0], sys.stdout, indent=1)
         print()
-    else:
-        _print_runs(exp, records, quiet=args.quiet)
     if cfg["report"] and len(failed) < len(records):
         path = _write_run_report(store, group, records)
         print(f"\nreport: {path}", file=sys.stderr if args.json else sys.stdout)
     if failed:
-        print(
-            f"lifelong: error: {len(failed)} of {len(records)} runs failed ({failed[0].spec}: {failed[0].error}); "
-            "the others are recorded",
-            file=sys.stderr,
-        )
+        what = failed[0].error
+        if len(records) > 1:
+            what = f"{len(failed)} of {len(records)} runs failed ({failed[0].spec}: {what}); the others are recorded"
+        print(f"lifelong: error: {what}", file=sys.stderr)
         return 1
     return 0
+
+
+MAIN_JOB_TITLES = (
+    "== main job, part 1: the lecture's first example. One MLP learns noisy digits (task 1), then clean digits "
+    "(task 2).",
+    "== main job, part 2: five tasks, one after another. How much of the gap between fine-tuning (the lower "
+    "bound) and joint training (the upper bound) does each method close?",
+)
+
+
+def _story(exp, records: list[Record]) -> str:
+    """What the part of the main job shows, in numbers measured just now."""
+    final = {r.spec: r.result for r in records if r.result is not None and r.seed == exp.seeds[0]}
+    if len(exp.stream(exp.seeds[0])) == 2 and {"finetune", "joint"} <= set(final):
+        ft, joint = final["finetune"].R * 100, final["joint"].R * 100
+        verdict = "forgotten in part" if ft[2, 0] < ft[1, 0] - 1 else "not forgotten here"
+        return (
+            f"\n-> finetune: task 1 (noisy) scores {ft[1, 0]:.1f} % after learning it and {ft[2, 0]:.1f} % after "
+            f"then learning task 2 (clean): {verdict}. The same network trained on both at once (joint) scores "
+            f"{joint[-1, 0]:.1f} % / {joint[-1, 1]:.1f} %."
+        )
+    if not {"finetune", "joint"} <= set(final):
+        return ""
+    low, high = final["finetune"].acc, final["joint"].acc
+    closed = [
+        f"{spec} {(r.acc - low) / (high - low) * 100:.0f} %"
+        for spec, r in final.items()
+        if spec not in ("finetune", "joint") and high > low
+    ]
+    return (
+        "\n-> share of the ACC gap between finetune and joint that each method closes, (ACC − ACC_finetune) / "
+        f"(ACC_joint − ACC_finetune), seed {exp.seeds[0]}: " + ", ".join(closed)
+    )
 
 
 @dataclasses.dataclass
@@ -247,7 +296,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if cfg["report"]:
         from lifelong.results import write_sweep_report
 
-        path = write_sweep_report(points, store.path.parent / f"report-{group}", args.param)
+        out = store.path.parent / f"report-{group}"
+        path = write_sweep_report(points, out, args.param, chance=points[0]["chance"])
         print(f"sweep report: {path}")
     if args.final:
         exp = Experiment({**cfg, args.param: chosen["value"]})

@@ -74,12 +74,16 @@ _SETTINGS_HELP = {
     "eval_batch_size": "batch size for evaluation",
 }
 
+# The methods a run compares when none is named (the main job's): the lecture's reference points, then one
+# method per way of measuring importance, each at its default λ (chosen on the main job's validation split).
+MAIN_METHODS = ("finetune", "joint", "independent", "ewc", "si", "mas")
+
 EXPERIMENT = [
-    Option("benchmark", str, "permuted-digits", "benchmark: builder-dataset", "experiment", benchmarks.NAMES),
+    Option("benchmark", str, "permuted-minimnist", "benchmark: builder-dataset", "experiment", benchmarks.NAMES),
     Option(
         "method",
         str_list,
-        ["finetune"],
+        list(MAIN_METHODS),
         "method(s), comma-separated; each may carry its own settings: ewc:lam=10:fisher=sampled",
         "experiment",
     ),

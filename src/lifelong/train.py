@@ -30,7 +30,7 @@ OPTIMIZERS = ("sgd", "adam")
 class Settings:
     """How to train: every field is also a CLI flag and a config-file key."""
 
-    epochs: int = 1  # passes over each task's training data
+    epochs: int = 5  # passes over each task's training data (the main job's)
     iterations: int | None = None  # mini-batches per task; when set, replaces epochs
     batch_size: int = 32
     lr: float = 0.1

@@ -35,6 +35,7 @@ def sweep(
         )
     values = [config.convert(setting, v, option("values")) for v in values]
     experiments = [Experiment({**cfg, param: v}, validation_fraction=fraction) for v in values]  # checks all first
+    chance = chance_level(experiments[0].stream(experiments[0].seeds[0]))
     points = []
     for value, exp in zip(values, experiments, strict=True):
         accs, bwts, ids = [], [], []
@@ -57,9 +58,17 @@ def sweep(
                 "bwt": float(np.mean(bwts)),
                 "bwt_sd": sd(bwts),
                 "run_ids": ids,
+                "chance": chance,
             }
         )
     return points
+
+
+def chance_level(stream) -> float:
+    """The ACC of guessing: one over the units a test sample chooses among at the end of the stream
+    (a task's own units in task- and domain-IL, every unit in class-IL)."""
+    units = stream.n_classes if stream.scenario == "class" else len(stream.tasks[0].classes)
+    return 1.0 / units
 
 
 def best(points: list[dict]) -> dict:

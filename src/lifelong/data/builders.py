@@ -21,7 +21,6 @@ from lifelong.data.datasets import Dataset
 from lifelong.data.task import RawTask
 from lifelong.errors import LifelongError, option
 
-
 Progress = Callable[[int, int], None]  # (task index, number of tasks), called before each task is made
 
 

@@ -10,6 +10,11 @@ their seed are aggregated: mean ± sample standard deviation (ddof=1) over seeds
 different hyper-parameters (config["method"], or config["train"] apart from seed/device/evaluation
 settings) are kept apart and labelled by what differs.
 
+Figures are meant to be read at a glance: at most ~12 inches wide, every bar labelled with its number
+("0.0" for a measured zero, "n/a" where a metric is undefined), scales shared where numbers are compared,
+error bars only where there are seeds to take an sd over, and a sweep says on its face when its curve is
+flat within noise or near chance rather than letting a zoomed axis draw a trend.
+
 matplotlib is imported inside the functions (``import lifelong`` stays fast) and figures are drawn on
 the Agg canvas without pyplot: no window, no global figure state, no change to the user's backend.
 """

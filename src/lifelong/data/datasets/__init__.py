@@ -28,13 +28,14 @@ class Dataset:
 
 
 def load(name: str, data_dir: str | None = None, seed: int = 0) -> Dataset:
-    """Load a dataset by name: ``digits`` (bundled, offline), ``mnist`` (files or download), ``synthetic``."""
-    from lifelong.data.datasets import digits, mnist, synthetic
+    """Load a dataset by name: ``minimnist`` and ``digits`` (bundled, offline), ``mnist`` (files or download),
+    ``synthetic`` (generated, for tests)."""
+    from lifelong.data.datasets import digits, minimnist, mnist, synthetic
 
-    loaders = {"digits": digits.load, "mnist": mnist.load, "synthetic": synthetic.load}
+    loaders = {"digits": digits.load, "minimnist": minimnist.load, "mnist": mnist.load, "synthetic": synthetic.load}
     if name not in loaders:
         raise LifelongError(f"unknown dataset {name!r}; choose one of: {', '.join(loaders)}")
     return loaders[name](data_dir=data_dir, seed=seed)
 
 
-DATASETS = ("digits", "mnist", "synthetic")
+DATASETS = ("minimnist", "digits", "mnist", "synthetic")

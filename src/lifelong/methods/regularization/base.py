@@ -54,7 +54,9 @@ all trainable parameters. Explicit step: the penalty of a batch is one custom au
 concatenate the parameters, subtract μ, multiply by Ω, one dot product; its backward is one multiply,
 split into views for the parameters. Proximal step: nothing in the loss; after the optimizer's step,
 one fused ``lerp`` over all parameters, θ ← θ + k ⊙ (θ* − θ) with k = 2ηλΩ / (1 + 2ηλΩ), reading
-per-parameter views of k and θ* computed once per task. No ``.item()`` in either.
+per-parameter views of k and θ* computed once per task. No ``.item()`` in either. On the main job (CPU
+time of the whole fit(), one thread) L2 costs 0.03 s more than fine-tuning's 0.46 s with the proximal
+step and 0.21 s more with the explicit one.
 """
 
 from __future__ import annotations
@@ -165,8 +167,8 @@ class Regularizer(Method):
     lam: float = param(1.0, "λ: penalty strength", min=0)
     step: str = param(
         "auto",
-        "how the penalty is applied: proximal (exact, stable for any λ; plain SGD), explicit (its gradient "
-        "in the loss, as the papers) or auto (proximal with plain SGD, explicit with momentum or Adam)",
+        "how the penalty is applied: proximal (exact, stable for any λ; plain SGD only), explicit (the "
+        "papers' gradient step) or auto (proximal with plain SGD, else explicit)",
         choices=STEPS,
     )
 

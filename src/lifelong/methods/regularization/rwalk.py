@@ -24,19 +24,20 @@ F_interval, and what it costs. The authors' code adds each step's squared mini-b
 buffer (free: the gradient is already there) and divides it by k at the update. The per-sample
 estimators here cannot reuse the training gradient, so the interval's batches are kept (k references
 to tensors fit() already sliced) and their Fisher is estimated at the update in one vectorised pass
-over their k · B samples, at the parameters of that moment rather than at each batch's own: the same
-number of per-sample gradients as training itself, but in one large pass every k steps (about +50 %
-training time for the 3 × 50 MLP on digits, measured against one batch every k steps). With
-``fisher=batched`` it is the mean of the squared mini-batch gradients of B-sized slices of those samples,
-B the batch size: the authors' quantity, evaluated at the update's parameters.
+over their k · B samples, at the parameters of that moment rather than at each batch's own. One large
+pass every k steps costs little more than one batch's: for the main job's 3 × 50 MLP (B = 32, k = 10)
+0.78 ms per update against 0.49 ms for the last batch alone, i.e. 0.08 ms per training step against a
+bare step's 0.19 ms (CPU time, one thread). With ``fisher=batched`` it is the mean of the squared
+mini-batch gradients of B-sized slices of those samples, B the batch size: the authors' quantity,
+evaluated at the update's parameters.
 
 Defaults, from the authors' public code (github.com/facebookresearch/agem, model/model.py and the MNIST
 scripts): α = 0.9 (FISHER_EMA_DECAY), k = 10 (FISHER_UPDATE_AFTER for the MNIST MLP), ε = 1e-3
 (PARAM_XI_STEP), λ = 1 (permuted MNIST in replicate_results_iclr19.sh), and F and s each min-max scaled
 to [0, 1] over all parameters before they are added (``normalize``), which makes λ independent of
-their very different scales. ``fisher`` = empirical (per-sample squared gradients of the mini-batch
-with its labels) rather than the code's squared mini-batch gradient, so that F does not shrink with
-the batch size.
+their very different scales. ``fisher`` = empirical (per-sample squared gradients of the interval's
+samples, with their labels) rather than the code's squared mini-batch gradient, so that F does not
+shrink with the batch size.
 
 Deviations from that code: it squares mini-batch gradients (``fisher=batched`` here), leaves out the
 ½ of the KL and accumulates the task scores as s ← s + ½ (s + s_task) (with the first task's scaled

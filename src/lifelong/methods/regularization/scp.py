@@ -22,7 +22,10 @@ batch, and divides the summed squares by the dataset size; here φ̄ is the mean
 samples (``samples`` = None) with one set of L slices, the quantity of the paper's derivation.
 
 The paper reports no λ for a comparable setting; the default 1 is the 10^k with the best ACC on
-permuted digits (3 tasks, the default 3 × 50 MLP, 5 epochs of the default SGD at lr 0.1).
+permuted digits (3 tasks, the default 3 × 50 MLP, 5 epochs of the default SGD at lr 0.1). Scale against
+the authors' code: it divides the summed squares by the dataset size N, so with the whole task as one
+batch (the full mean φ̄, as here) it would give Γ / N. Γ here is N times that (N = the task's training
+samples), so a λ taken from that code is lam = λ_code / N here.
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ def test_several_seeds_and_methods_report_mean_and_sd(tmp_path, capsys):
 def test_config_file_sets_options_and_flags_override_it(tmp_path, capsys):
     cfg = tmp_path / "exp.yaml"
     cfg.write_text(
-        "benchmark: split-synthetic\nmethod: finetune\ntasks: 2\niterations: 5\nbatch-size: 8\nhidden: [12, 12]\nreport: no\n"
+        "benchmark: split-synthetic\nmethod: finetune\ntasks: 2\niterations: 5\n"
+        "batch-size: 8\nhidden: [12, 12]\nreport: no\n"
     )
     code, out, err = cli(
         ["run", "--config", str(cfg), "--iterations", "7", "--json", "--store", str(tmp_path / "r.db")], capsys

@@ -34,7 +34,8 @@ Defaults and where they come from:
   3 × 50 MLP, 5 epochs of SGD at lr 0.1, batch 32): 77.8 % at 10, 75.1 % at 1
   (benchmarks/main_job_search.py). Online EWC inherits it (its own best there is 3). Values of
   thousands, common with Adam at lr 1e-4, make the papers' explicit step with plain SGD diverge (it
-  is stable only while lr · 2 · lam · max F < 2); the default proximal step (regularization/base.py) is stable for any lam.
+  is stable only while lr · 2 · lam · max F < 2); the default proximal step (regularization/base.py)
+  is stable for any lam.
 """
 
 from __future__ import annotations

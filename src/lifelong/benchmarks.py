@@ -93,8 +93,8 @@ def noisy(
 
 
 def _budget(kind, data: Dataset, n_tasks: int, samples_per_task, shape=None) -> builders.Progress | None:
-    """Refuse a stream that cannot fit in memory, before building it; for a large one, a progress line
-    on stderr while it is built (one line per task on a terminal, the first and last otherwise)."""
+    """Refuse a stream that cannot fit in memory, before building it; for a large one, say so on stderr
+    (on a terminal, a progress line updated per task)."""
     need = budget.stream_bytes(
         kind, len(data.train_y), len(data.test_y), shape or data.image_shape, n_tasks, samples_per_task
     )
@@ -102,13 +102,14 @@ def _budget(kind, data: Dataset, n_tasks: int, samples_per_task, shape=None) -> 
     budget.check_fits(need, what)
     if need < budget.LARGE:
         return None
-    tty = sys.stderr.isatty()
+    if not sys.stderr.isatty():  # a log gets one line, not a line per task
+        sys.stderr.write(f"building {what} (about {budget.human(need)})\n")
+        return None
 
     def progress(t: int, total: int) -> None:
-        if tty or t in (0, total - 1):
-            end = "\n" if t == total - 1 or not tty else ""
-            sys.stderr.write(f"\rbuilding {what} (about {budget.human(need)}): task {t + 1}/{total}{end}")
-            sys.stderr.flush()
+        end = "\n" if t == total - 1 else ""
+        sys.stderr.write(f"\rbuilding {what} (about {budget.human(need)}): task {t + 1}/{total}{end}")
+        sys.stderr.flush()
 
     return progress
 

@@ -11,18 +11,7 @@ import pytest
 
 from lifelong.cli import main
 
-QUICK = [
-    "--benchmark",
-    "permuted-synthetic",
-    "--tasks",
-    "2",
-    "--iterations",
-    "3",
-    "--report",
-    "no",
-    "--method",
-    "finetune",
-]
+QUICK = "--benchmark permuted-synthetic --tasks 2 --iterations 3 --report no --method finetune".split()
 
 
 def snapshot(folder) -> dict:

@@ -10,18 +10,7 @@ import pytest
 from lifelong.cli import main
 from lifelong.results import Store
 
-QUICK = [
-    "--benchmark",
-    "permuted-synthetic",
-    "--tasks",
-    "2",
-    "--iterations",
-    "10",
-    "--report",
-    "no",
-    "--method",
-    "finetune",
-]
+QUICK = "--benchmark permuted-synthetic --tasks 2 --iterations 10 --report no --method finetune".split()
 
 
 def cli(args, capsys):

@@ -120,21 +120,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     flags = _flags(args)
     main_job = args.config is None and all(v is None for k, v in flags.items() if k not in OUTPUT_FLAGS)
     cfg = config.resolve(args.config, flags)
-    parts = [(None, Experiment(cfg))]
+    parts = [(None, Experiment(cfg), None)]  # (title, experiment, what it shows) of each part
     if main_job:
         example = Experiment(config.resolve(None, {**flags, **OPENING_EXAMPLE}))
-        parts = [(MAIN_JOB_TITLES[0], example), (MAIN_JOB_TITLES[1], parts[0][1])]
+        parts = [(MAIN_JOB_TITLES[0], example, _forgetting_story), (MAIN_JOB_TITLES[1], parts[0][1], _gap_story)]
     store = _open_store(cfg["store"])
     group = _new_group()
     records: list[Record] = []
-    for title, exp in parts:
+    for title, exp, story in parts:
         if not (args.quiet or args.json):
             print(("\n" if records else "") + (f"{title}\n" if title else "") + _describe(exp), flush=True)
         part = _execute_all(exp, store, group, Progress(enabled=not args.json))
         if not args.json:
             _print_runs(exp, part, quiet=args.quiet)
-            if title:
-                print(_story(exp, part))
+            if story:
+                print(story(exp, part))
         records += part
     failed = [rec for rec in records if rec.result is None]
     if args.json:
@@ -161,24 +161,34 @@ MAIN_JOB_TITLES = (
 )
 
 
-def _story(exp, records: list[Record]) -> str:
-    """What the part of the main job shows, in numbers measured just now."""
-    final = {r.spec: r.result for r in records if r.result is not None and r.seed == exp.seeds[0]}
-    if len(exp.stream(exp.seeds[0])) == 2 and {"finetune", "joint"} <= set(final):
-        ft, joint = final["finetune"].R * 100, final["joint"].R * 100
-        verdict = "forgotten in part" if ft[2, 0] < ft[1, 0] - 1 else "not forgotten here"
-        return (
-            f"\n-> finetune: task 1 (noisy) scores {ft[1, 0]:.1f} % after learning it and {ft[2, 0]:.1f} % after "
-            f"then learning task 2 (clean): {verdict}. The same network trained on both at once (joint) scores "
-            f"{joint[-1, 0]:.1f} % / {joint[-1, 1]:.1f} %."
-        )
+def _finished(exp, records: list[Record]) -> dict[str, Result]:
+    return {r.spec: r.result for r in records if r.result is not None and r.seed == exp.seeds[0]}
+
+
+def _forgetting_story(exp, records: list[Record]) -> str:
+    """Part 1 in numbers measured just now: does finetune forget task 1 that joint training keeps?"""
+    final = _finished(exp, records)
     if not {"finetune", "joint"} <= set(final):
+        return ""
+    ft, joint = final["finetune"].R * 100, final["joint"].R * 100
+    verdict = "forgotten in part" if ft[2, 0] < ft[1, 0] - 1 else "not forgotten here"
+    return (
+        f"\n-> finetune: task 1 (noisy) scores {ft[1, 0]:.1f} % after learning it and {ft[2, 0]:.1f} % after "
+        f"then learning task 2 (clean): {verdict}. The same network trained on both at once (joint) scores "
+        f"{joint[-1, 0]:.1f} % / {joint[-1, 1]:.1f} %."
+    )
+
+
+def _gap_story(exp, records: list[Record]) -> str:
+    """Part 2 in numbers measured just now: the share of the finetune → joint ACC gap each method closes."""
+    final = _finished(exp, records)
+    if not {"finetune", "joint"} <= set(final) or final["joint"].acc <= final["finetune"].acc:
         return ""
     low, high = final["finetune"].acc, final["joint"].acc
     closed = [
         f"{spec} {(r.acc - low) / (high - low) * 100:.0f} %"
         for spec, r in final.items()
-        if spec not in ("finetune", "joint") and high > low
+        if spec not in ("finetune", "joint")
     ]
     return (
         "\n-> share of the ACC gap between finetune and joint that each method closes, (ACC − ACC_finetune) / "

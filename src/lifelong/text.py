@@ -63,7 +63,7 @@ def summary_table(groups: dict[str, list[Result]], failures: dict[str, list[str]
         rows.append(row)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     lines = [
-        "  ".join(f"{x:>{w}}" if j else f"{x:<{w}}" for j, (x, w) in enumerate(zip(r, widths, strict=True)))
+        "  ".join(f"{x:>{w}}" if j else f"{x:<{w}}" for j, (x, w) in enumerate(zip(r, widths, strict=True))).rstrip()
         for r in [header, *rows]
     ]
     lines.insert(1, "-" * len(lines[0]))

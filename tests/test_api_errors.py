@@ -83,3 +83,16 @@ def test_json_lists_failed_runs_too(tmp_path, capsys):
     runs = json.loads(capsys.readouterr().out)
     assert code == 1 and [r["status"] for r in runs] == ["finished", "failed"]
     assert "diverged" in runs[1]["message"]
+
+
+def test_a_method_known_to_fail_in_a_scenario_says_so_once_and_in_the_report(tmp_path, capsys):
+    args = ["run", "--benchmark", "split-synthetic", "--scenario", "class", "--iterations", "3", "--seeds", "0,1"]
+    code = main([*args, "--method", "finetune,ewc", "--store", str(tmp_path / "r.db")])
+    err = capsys.readouterr().err
+    assert code == 0
+    lines = [line for line in err.splitlines() if "expected to fail" in line]
+    assert lines == [ll.methods.EWC.caveat("class").join(["lifelong: warning: ", ""])]  # once, for ewc only
+    assert "van de Ven & Tolias 2019" in lines[0] and "class-IL" in lines[0]
+    report = next(tmp_path.glob("report-*/report.md")).read_text()
+    assert "**Expected to fail.** " + ll.methods.EWC.caveat("class") in report
+    assert ll.methods.Finetune.caveat("class") is None and ll.methods.EWC.caveat("task") is None

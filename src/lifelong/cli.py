@@ -329,6 +329,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"  {name:<12} {doc}")
         print(f"  {'':<12} scenarios: {', '.join(cls.scenarios)}")
+        if cls.known_failures:
+            print(f"  {'':<12} expected to fail in: {', '.join(SCENARIO_NAMES[s] for s in cls.known_failures)}")
         for f in cls.hyperparameters():
             flag = "--" + f.name.replace("_", "-")
             print(f"  {'':<12} {flag} = {f.default}: {f.metadata.get('help', '')}")
@@ -407,10 +409,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_SHOWN: set[str] = set()
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A library warning (e.g. an unstable step size) as one line on stderr, without a source line."""
+    """A library warning (e.g. an unstable step size) as one line on stderr, without a source line, once
+    per command however many runs raise it."""
     text = f"lifelong: warning: {message}" if issubclass(category, LifelongWarning) else f"warning: {message}"
-    print(text, file=sys.stderr, flush=True)
+    if text not in _SHOWN:
+        _SHOWN.add(text)
+        print(text, file=sys.stderr, flush=True)
 
 
 class _PipeSafeStdout:
@@ -443,6 +451,7 @@ class _PipeSafeStdout:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _SHOWN.clear()
     stdout = sys.stdout
     sys.stdout = _PipeSafeStdout(stdout)
     try:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from lifelong.data.task import Stream
-from lifelong.errors import DivergedError, LifelongError, option
+from lifelong.errors import DivergedError, LifelongError, option, warn
 from lifelong.methods.base import Method
 from lifelong.methods.baselines import Finetune
 from lifelong.result import Result
@@ -168,6 +168,8 @@ def fit(
     s = settings or Settings(**options)
     method = _as_method(method)
     method.check(stream)
+    if method.caveat(stream.scenario):  # it runs, but the user hears first why it will not work here
+        warn(method.caveat(stream.scenario))
     check_model(model, stream)
     torch.manual_seed(s.seed)  # methods that sample (e.g. a sampled Fisher) draw from the global RNG
     batches_g = torch.Generator().manual_seed(s.seed)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong.data.task import SCENARIOS, Stream, Task
+from lifelong.data.task import SCENARIO_NAMES, SCENARIOS, Stream, Task
 from lifelong.errors import LifelongError, option
 
 
@@ -33,6 +33,9 @@ class Method:
 
     name: ClassVar[str] = "method"
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS  # the scenarios this method is valid in
+    # Scenarios where the method runs but is known not to work: why, and the paper that shows it. Running
+    # there prints this first, so that nobody spends a run finding out (van de Ven & Tolias 2019).
+    known_failures: ClassVar[dict[str, str]] = {}
 
     # ---- set-up ---------------------------------------------------------------------------------
 
@@ -63,6 +66,12 @@ class Method:
                 f"{self.name} does not support the {stream.scenario}-incremental scenario; "
                 f"use {option('scenario')} {' or '.join(self.scenarios)}"
             )
+
+    @classmethod
+    def caveat(cls, scenario: str) -> str | None:
+        """One line saying why this method is expected to fail in ``scenario``, or None."""
+        why = cls.known_failures.get(scenario)
+        return f"{cls.name} in {SCENARIO_NAMES[scenario]} is expected to fail: {why}" if why else None
 
     def stages(self, n_tasks: int) -> list[list[int]]:
         """Which tasks' training data each stage trains on: one task per stage by default."""

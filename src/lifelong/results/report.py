@@ -102,6 +102,9 @@ def write_report(
         slug = _slug(f"{benchmark}-{scenario}-{n_tasks}tasks")
         lines += ["", f"## {benchmark}, {scenario}-incremental, {n_tasks} tasks", ""]
         lines += _metrics_table(entries)
+        caveats = _caveats(entries, scenario)
+        if caveats:
+            lines += [""] + [f"- **Expected to fail.** {c}" for c in caveats]
         if not all(r.sequential for e in entries for r in e.results):
             lines += ["", "–: not defined for a method that learns all tasks in one stage (joint training)."]
         lines += [
@@ -152,6 +155,14 @@ def _group(results: Sequence[Result]) -> dict[tuple[str, str, int], list[_Entry]
             details = ", ".join(f"{k.split('.')[-1]}={entry.setting.get(k)}" for k in differing)
             entry.label = f"{entry.method} ({details})" if details else entry.method
     return out
+
+
+def _caveats(entries: list[_Entry], scenario: str) -> list[str]:
+    """The one-line warnings the methods give for this scenario (the same lines `lifelong run` prints)."""
+    from lifelong import methods
+
+    found = (methods.METHODS[e.method].caveat(scenario) for e in entries if e.method in methods.METHODS)
+    return list(dict.fromkeys(c for c in found if c))
 
 
 def _setting(r: Result) -> dict[str, Any]:

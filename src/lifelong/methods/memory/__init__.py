@@ -1,0 +1,5 @@
+"""The memory family (issue 7): methods that keep, or regenerate, data of earlier tasks.
+
+buffer.py      the episodic memory every memory method shares (preallocated, selection policies)
+projection.py  GEM's and A-GEM's gradient projections
+"""

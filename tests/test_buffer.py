@@ -148,6 +148,15 @@ def test_sample_only_returns_the_tasks_asked_for():
     assert len(out["x"]) == 500 and set(out["task"].tolist()) == {1, 3}
     assert set(memory.sample(500, g)["task"].tolist()) == set(range(5))
     assert len(memory.sample(10, g, tasks=[9])["x"]) == 0
+    two = memory.items(task=2)
+    assert (two["task"] == 2).all() and len(two["x"]) == memory.summary()["per_task"][2] > 0
+
+
+def test_the_fields_cannot_change():
+    memory = EpisodicMemory(10)
+    memory.add(torch.randn(4, 2), torch.zeros(4, dtype=torch.long), 0, logits=torch.randn(4, 3))
+    with pytest.raises(LifelongError, match="same fields"):
+        memory.add(torch.randn(4, 2), torch.zeros(4, dtype=torch.long), 0)
 
 
 def test_nbytes_and_summary():

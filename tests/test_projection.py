@@ -99,6 +99,13 @@ def test_gem_degenerate_cases_by_hand():
     # two orthogonal memories, both violated: both components go
     out, _ = check_gem([-1.0, -2.0, 3.0], [[1.0, 0, 0], [0, 1.0, 0]])
     torch.testing.assert_close(out, torch.tensor([0.0, 0.0, 3.0], dtype=torch.float64))
+    # the most violated memory (3, 3) enters the active set first and must leave it again: the answer
+    # is the projection on (3, 2) alone, g − (−11/13)(−3, −2), which then satisfies the other two
+    out, _ = check_gem([3.0, 1.0], [[2.0, -2.0], [-3.0, -2.0], [-3.0, -3.0]])
+    torch.testing.assert_close(out, torch.tensor([6 / 13, -9 / 13], dtype=torch.float64))
+    # the same with a duplicated memory: the answer is the projection on (1, −1), g − (−3/2)(1, −1)
+    out, _ = check_gem([-1.0, 2.0], [[3.0, -1.0], [3.0, -1.0], [1.0, -1.0]])
+    torch.testing.assert_close(out, torch.tensor([0.5, 0.5], dtype=torch.float64))
     # only zero memories, or a zero gradient: nothing to project
     for g, mem in [([1.0, -1.0, 0.5], [[0.0, 0, 0]] * 2), ([0.0, 0, 0], [a])]:
         g = torch.tensor(g, dtype=torch.float64)

@@ -1,3 +1,4 @@
 from lifelong.models.mlp import MLP, mlp_for
+from lifelong.models.vae import VAE
 
-__all__ = ["MLP", "mlp_for"]
+__all__ = ["MLP", "VAE", "mlp_for"]

@@ -77,7 +77,7 @@ class EpisodicMemory:
         }
         for what, n in need.items():
             if n is None or n < 1:
-                raise LifelongError(f"a {policy} memory of {size} per {per} needs the number of {what}s (n_{what}s)")
+                raise LifelongError(f"the {policy} memory needs the number of {what}s (n_{what}s) to size itself")
         self.policy, self.size, self.per = policy, size, per
         self.capacity = size * (n_tasks if per == "task" else n_classes if per == "class" else 1)
         if policy == "ring":
@@ -109,7 +109,9 @@ class EpisodicMemory:
                 k: torch.empty((self.capacity, *v.shape[1:]), dtype=v.dtype, device=v.device) for k, v in batch.items()
             }
         elif batch.keys() != self.fields.keys():
-            raise LifelongError(f"memory fields changed: stored {sorted(self.fields)}, got {sorted(batch)}")
+            raise LifelongError(
+                f"the memory stores {sorted(self.fields)} but got {sorted(batch)}: give add() the same fields each time"
+            )
         if self.policy == "herding":
             if features is None:
                 raise LifelongError("the herding memory needs the items' features: add(..., features=...)")
@@ -129,7 +131,7 @@ class EpisodicMemory:
         # Two items of one batch may draw the same slot: the later one wins, as one at a time would.
         key, _ = (slots * len(y) + rows).sort()
         last = torch.ones_like(key, dtype=torch.bool)
-        last[1:] = key[1:] // len(y) != key[:-1] // len(y)
+        last[:-1] = key[1:] // len(y) != key[:-1] // len(y)
         return key[last] // len(y), key[last] % len(y)
 
     def _ring(self, y, task):

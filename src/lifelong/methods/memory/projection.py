@@ -22,15 +22,22 @@ the authors' code, the projection (margin included) runs only when some ⟨g, g_
 
 The dual is a non-negative least-squares problem, ½‖Gᵀv + g‖² − ½‖g‖², so it is solved by the
 exact active-set method of Lawson & Hanson (1974, "Solving least squares problems", ch. 23) in its
-Gram form (Bro & de Jong 1997), on the t × t matrix G Gᵀ and the t-vector G g only: O(t·p) to form
-them, O(t³) per active-set change, in float64 on the CPU (t is the number of earlier tasks).
+Gram form (Bro & de Jong 1997, "A fast non-negativity-constrained least squares algorithm",
+J. Chemometrics 11), on the t × t matrix G Gᵀ and the t-vector G g only: O(t·p) to form them, O(t³)
+per active-set change, in float64 on the CPU (t is the number of earlier tasks). It stops when every
+⟨g̃, g_k⟩ ≥ −1e-12·max_j ‖g_j‖·‖g + γ Σ_j g_j‖ (up to rounding). Limit of the Gram form (quadprog's
+too): G Gᵀ squares G's condition number, so memory gradients that differ by less than ~1e-8 relative
+(√ of float64's precision) are not told apart, and the constraints then hold only to about 1e-6
+relative accuracy (measured: rows equal up to 1e-9 noise).
 
-Deviation from the authors' code: no ε·I is added to G Gᵀ. quadprog needs a positive-definite P,
-so later revisions of the authors' code and most re-implementations add 1e-3·I; but that solves a
-relaxed problem, whose answer only satisfies ⟨g̃, g_k⟩ ≥ −ε v_k, so a memory loss can rise. The
-active-set method never needs P to be invertible (it solves least squares on the active set, with
-an SVD), so duplicate, parallel, opposite or zero memory gradients, and t > p, need no
-regularisation. ``eps`` adds ε·I for whoever wants to reproduce the authors' numbers.
+Deviation from common practice: no ε·I is added to G Gᵀ. quadprog needs a positive-definite P, so
+the authors' code (as read, commit 1919989) fails when G Gᵀ is singular (duplicate or dependent
+memory gradients, t > p), and many re-implementations add 1e-3·I; but that solves a relaxed
+problem, whose answer only satisfies ⟨g̃, g_k⟩ ≥ −ε v_k, so a memory loss can rise. The active-set
+method never needs P to be invertible (it solves least squares on the active set, with an SVD), so
+duplicate, parallel, opposite or zero memory gradients, and t > p, need no regularisation. ``eps``
+adds ε·I for whoever wants to reproduce those re-implementations. When no constraint is violated,
+g itself is returned (not a copy), as the authors' code leaves it untouched.
 
 A-GEM: Chaudhry, Ranzato, Rohrbach & Elhoseiny 2019, "Efficient lifelong learning with A-GEM",
 ICLR, arXiv 1812.00420, eq. 11. One constraint, with g_ref the gradient on a batch drawn from the
@@ -45,7 +52,7 @@ from typing import NamedTuple
 
 import torch
 
-# Lawson–Hanson stops when no constraint is violated by more than this, relative to ‖g_k‖·‖g‖.
+# Lawson–Hanson stops when no constraint is violated by more than this, relative to max ‖g_k‖·‖g'‖.
 _REL_TOL = 1e-12
 
 
@@ -105,31 +112,31 @@ def _nonneg_qp(gram: torch.Tensor, lin: torch.Tensor, tol: float) -> torch.Tenso
     t = len(lin)
     u = torch.zeros(t, dtype=torch.float64)
     active = torch.zeros(t, dtype=torch.bool)
-    skip = torch.zeros(t, dtype=torch.bool)  # added and at once dropped again: w_k > 0 was rounding only
+    skip = torch.zeros(t, dtype=torch.bool)  # added and at once dropped again: its w_k > tol was rounding
     for _ in range(10 * t + 10):  # Lawson–Hanson ends in finitely many steps; this only bounds rounding loops
         w = -(gram @ u + lin)
-        candidates = torch.where(active | skip, float("-inf"), w)
-        k = int(candidates.argmax())
-        if candidates[k] <= tol:
+        w[active | skip] = float("-inf")
+        k = int(w.argmax())
+        if w[k] <= tol:
             break  # KKT: u ≥ 0, every violated constraint has u_k > 0 and ∇_k = 0 there
         active[k], before = True, u
-        while True:
+        for _ in range(t):  # each pass drops one coordinate from S, so t passes suffice
             idx = active.nonzero().squeeze(1)
             trial = torch.zeros(t, dtype=torch.float64)
             sub = gram[idx][:, idx]
             trial[idx] = torch.linalg.lstsq(sub, -lin[idx].unsqueeze(1), driver="gelsd").solution.squeeze(1)
-            if bool((trial[idx] > 0).all()):
+            blocking = (active & (trial <= 0)).nonzero().squeeze(1)
+            if len(blocking) == 0:
                 u = trial
                 break
-            # Step from u towards the trial point until the first active coordinate reaches zero; drop it.
-            blocking = active & (trial <= 0)
-            gap = u[blocking] - trial[blocking]  # ≥ 0; zero only when both are zero
-            step = torch.where(gap > 0, u[blocking] / gap.clamp_min(1e-300), 0.0).min()
-            u = u + step * (trial - u)
+            # Step from u towards the trial point until the first coordinate of S reaches zero, and drop it
+            # by hand (the step's rounding may leave it at ±1e-17). 0/0 (u_j = trial_j = 0) is a zero step.
+            ratios = torch.nan_to_num(u[blocking] / (u[blocking] - trial[blocking]), nan=0.0)
+            first = int(ratios.argmin())
+            u = u + ratios[first] * (trial - u)
+            u[blocking[first]] = 0.0
             active &= u > 0
             u[~active] = 0.0
-            if not bool(active.any()):
-                break
         if active[k]:
             skip[:] = False
         elif torch.equal(u, before):

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from lifelong.errors import LifelongError
+from lifelong.models.sizes import hidden_sizes, whole
 
 
 class MLP(nn.Module):
@@ -37,22 +38,11 @@ class MLP(nn.Module):
 
 def _check_sizes(input_size, hidden, n_classes) -> list[int]:
     """Whole positive sizes, or one line that says which one is wrong."""
-
-    def whole(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
     if not whole(input_size):
         raise LifelongError(f"MLP: input_size must be a whole number >= 1 (got {input_size!r}); use stream.input_size")
     if not whole(n_classes):
         raise LifelongError(f"MLP: n_classes must be a whole number >= 1 (got {n_classes!r}); use stream.n_classes")
-    if isinstance(hidden, int | str) or not hasattr(hidden, "__iter__"):
-        raise LifelongError(f"MLP: hidden must be a list of layer sizes such as [50, 50] (got {hidden!r})")
-    hidden = list(hidden)
-    if not hidden or not all(whole(h) for h in hidden):
-        raise LifelongError(
-            f"MLP: hidden needs one or more whole layer sizes >= 1, such as [50, 50, 50] (got {hidden!r})"
-        )
-    return hidden
+    return hidden_sizes("MLP", hidden, "[50, 50, 50]")
 
 
 def mlp_for(stream, hidden: Sequence[int] = (50, 50, 50)) -> MLP:

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lifelong.errors import LifelongError, option
+from lifelong.models.sizes import hidden_sizes, whole
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -115,20 +116,10 @@ class VAE(nn.Module):
 
 def _check(input_shape, hidden, latent) -> tuple[tuple[int, ...], list[int]]:
     """Whole positive sizes, or one line that says which one is wrong."""
-
-    def whole(v) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
     shape = (input_shape,) if whole(input_shape) else input_shape
     if not isinstance(shape, Sequence) or isinstance(shape, str) or not shape or not all(whole(s) for s in shape):
         raise LifelongError(f"VAE: input_shape must be whole sizes >= 1 such as (28, 28) (got {input_shape!r})")
-    if isinstance(hidden, int | str) or not hasattr(hidden, "__iter__"):
-        raise LifelongError(f"VAE: {option('hidden')} must be a list of sizes such as [400, 400] (got {hidden!r})")
-    hidden = list(hidden)
-    if not hidden or not all(whole(h) for h in hidden):
-        raise LifelongError(
-            f"VAE: {option('hidden')} needs one or more whole layer sizes >= 1, such as [400, 400] (got {hidden!r})"
-        )
+    hidden = hidden_sizes("VAE", hidden, "[400, 400]")
     if not whole(latent):
         raise LifelongError(f"VAE: {option('latent')} must be a whole number >= 1, such as 100 (got {latent!r})")
     return tuple(shape), hidden

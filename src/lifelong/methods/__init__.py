@@ -5,10 +5,11 @@ from __future__ import annotations
 from lifelong.errors import LifelongError, option
 from lifelong.methods.base import Method
 from lifelong.methods.baselines import Cumulative, Finetune, Independent, Joint
+from lifelong.methods.memory.replay import Replay
 from lifelong.methods.regularization import EWC, L2, MAS, SCP, SI, OnlineEWC, Regularizer, RWalk
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (Finetune, Joint, Cumulative, Independent, L2, EWC, OnlineEWC, SI, MAS, RWalk, SCP)
+    m.name: m for m in (Finetune, Joint, Cumulative, Independent, L2, EWC, OnlineEWC, SI, MAS, RWalk, SCP, Replay)
 }
 
 
@@ -44,6 +45,7 @@ __all__ = [
     "MAS",
     "RWalk",
     "SCP",
+    "Replay",
     "get",
     "create",
 ]

@@ -1,0 +1,94 @@
+"""Experience replay: every training batch of the current task is mixed with a batch drawn from an
+episodic memory of earlier tasks' examples.
+
+Rehearsal in the sense of Robins 1995 ("Catastrophic forgetting, rehearsal and pseudorehearsal",
+Connection Science 7(2)); with a small memory and reservoir sampling, Chaudhry et al. 2019 ("On tiny
+episodic memories in continual learning", arXiv 1902.10486). With t the number of tasks seen so far,
+the loss weights the current task and the replayed ones as van de Ven & Tolias do ("Three scenarios
+for continual learning", arXiv 1904.07734, and their code: the new task's relative weight is 1/t):
+
+    L = (1/t) · CE(current batch) + (1 − 1/t) · CE(replayed batch)
+
+so every task seen so far counts equally, whatever the memory holds. Each replayed example is scored
+with its own task's logit mask: its task's units in task-IL, every unit seen so far in class-IL, all
+units in domain-IL. The replayed batch has the current batch's size.
+
+The memory (methods/memory/buffer.py) receives each task's training data once, when the task ends;
+with ``reservoir`` that is the same as streaming the data through it. Defaults: 1000 examples in all
+(``memory_size``), reservoir selection. Hsu et al. 2018 (arXiv 1810.12488), "naive rehearsal", use
+1100 on split MNIST.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from lifelong.methods.base import Method, cross_entropy, param
+from lifelong.methods.memory.buffer import PER, POLICIES, EpisodicMemory
+
+INSERT_CHUNK = 4096  # the task's data enters the memory in chunks of this many examples
+
+
+@dataclasses.dataclass
+class Replay(Method):
+    """(1/t) CE(current) + (1 − 1/t) CE(replayed): each batch mixed with one drawn from the episodic memory."""
+
+    name: ClassVar[str] = "replay"
+
+    memory_size: int = param(1000, "examples the episodic memory holds (in all, or per task/class)", min=1)
+    memory_policy: str = param("reservoir", "which examples stay when the memory is full", choices=POLICIES)
+    memory_per: str = param("total", "memory_size counts in total, per task (ring) or per class", choices=PER)
+
+    def prepare(self, model, stream):
+        self.stream = stream
+        self.memory = EpisodicMemory(
+            self.memory_size,
+            self.memory_policy,
+            per=self.memory_per,
+            n_tasks=len(stream),
+            n_classes=stream.n_classes,
+            seed=torch.initial_seed(),
+        )
+        self._generator = torch.Generator().manual_seed(torch.initial_seed() + 1)
+        self._tasks_seen = 0
+        return model
+
+    def before_task(self, task, model) -> None:
+        self._tasks_seen += 1
+        masks = self.stream.train_masks([task.id])  # one row per task: the units its examples are scored on
+        self._masks = None if masks is None else masks.to(task.train_x.device)
+
+    def loss(self, model, x, y, mask):
+        current = cross_entropy(model(x), y, mask)
+        if len(self.memory) == 0:
+            return current
+        old = self.memory.sample(len(y), self._generator)
+        logits = model(old["x"])
+        if self._masks is not None:
+            logits = logits + self._masks[old["task"]]
+        new_weight = 1.0 / self._tasks_seen
+        return new_weight * current + (1.0 - new_weight) * F.cross_entropy(logits, old["y"])
+
+    def after_task(self, task, model) -> None:
+        if self.memory_policy == "herding":  # iCaRL's selection sees a whole task at once, in feature space
+            self.memory.add(task.train_x, task.train_y, task.id, features=features(model, task.train_x))
+            return
+        for start in range(0, len(task.train_y), INSERT_CHUNK):
+            end = start + INSERT_CHUNK
+            self.memory.add(task.train_x[start:end], task.train_y[start:end], task.id)
+
+
+@torch.no_grad()
+def features(model, x: torch.Tensor) -> torch.Tensor:
+    """L2-normalised features for herding, as iCaRL uses them: the model's ``features`` (the MLP's last
+    hidden layer) when it has them, else the inputs themselves; in eval mode, in chunks."""
+    was_training = model.training
+    model.eval()
+    embed = getattr(model, "features", lambda v: v.reshape(len(v), -1))
+    out = torch.cat([embed(chunk) for chunk in x.split(INSERT_CHUNK)])
+    model.train(was_training)
+    return F.normalize(out.reshape(len(out), -1), dim=1)

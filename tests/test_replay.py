@@ -1,0 +1,82 @@
+"""Experience replay: the loss weights the current and the replayed batch as van de Ven & Tolias do, each
+replayed example is scored on its own task's units, it forgets less than fine-tuning where fine-tuning
+fails (class-IL), and it runs in every scenario from the command line."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lifelong as ll
+from lifelong.cli import main
+from lifelong.results import Store
+
+
+def test_loss_is_one_over_t_current_plus_the_rest_replayed_on_each_examples_own_units():
+    s = ll.benchmarks.split("synthetic", n_tasks=3, scenario="task")
+    torch.manual_seed(0)
+    model = ll.models.MLP(s.input_size, [16], s.n_classes)
+    replay = ll.methods.Replay(memory_size=30)
+    replay.prepare(model, s)
+    for task in s.tasks[:2]:  # two tasks learned: their data is in the memory
+        replay.before_task(task, model)
+        replay.after_task(task, model)
+    task = s.tasks[2]
+    replay.before_task(task, model)  # t = 3
+    x, y = task.train_x[:8], task.train_y[:8]
+    mask = s.train_masks([2])[2]
+    state = replay._generator.get_state()
+    got = replay.loss(model, x, y, mask)
+
+    replay._generator.set_state(state)  # the same replayed batch, scored by hand
+    old = replay.memory.sample(8, replay._generator)
+    own_units = torch.stack([s.train_masks([0])[int(k)] for k in old["task"]])  # each example's own task
+    assert set(old["task"].tolist()) <= {0, 1}
+    current = F.cross_entropy(model(x) + mask, y)
+    replayed = F.cross_entropy(model(old["x"]) + own_units, old["y"])
+    assert got.item() == pytest.approx((current / 3 + replayed * 2 / 3).item(), rel=1e-6)
+
+
+def test_replay_keeps_old_classes_where_finetuning_forgets_them():
+    s = ll.benchmarks.split("synthetic", n_tasks=5, scenario="class")
+    results = {}
+    for name, method in (("finetune", ll.methods.Finetune()), ("replay", ll.methods.Replay(memory_size=200))):
+        torch.manual_seed(0)
+        model = ll.models.MLP(s.input_size, [50, 50], s.n_classes)
+        results[name] = ll.fit(s, model, method, epochs=10, lr=0.1, batch_size=16, seed=0)
+    assert results["finetune"].acc < 0.3  # class-IL fine-tuning keeps only the last task
+    assert results["replay"].acc > results["finetune"].acc + 0.3
+    assert results["replay"].bwt > results["finetune"].bwt + 0.3
+
+
+@pytest.mark.parametrize("scenario", ["task", "domain", "class"])
+def test_replay_runs_in_every_scenario_from_the_command_line(tmp_path, capsys, scenario):
+    args = ["run", "--benchmark", "split-synthetic", "--tasks", "2", "--iterations", "5", "--report", "no"]
+    args += ["--scenario", scenario, "--method", "replay", "--memory-size", "50"]
+    code = main([*args, "--store", str(tmp_path / "r.db")])
+    out, err = capsys.readouterr()
+    assert code == 0 and "expected to fail" not in err, err
+    (row,) = Store(tmp_path / "r.db").runs()
+    assert row["status"] == "finished" and row["config"]["memory_size"] == 50
+
+
+def test_bad_memory_settings_are_one_line_errors(tmp_path, capsys):
+    cases = ((["--memory-size", "-5"], "--memory-size must be >= 1"), (["--memory-policy", "lru"], "invalid choice"))
+    for bad, message in cases:
+        code = main(["run", "--method", "replay", *bad, "--store", str(tmp_path / "r.db")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize("policy", ["reservoir", "ring", "class-balanced", "herding"])
+def test_every_selection_policy_keeps_examples_of_every_task(policy):
+    s = ll.benchmarks.split("synthetic", n_tasks=3, scenario="class")
+    torch.manual_seed(0)
+    replay = ll.methods.Replay(memory_size=30, memory_policy=policy)
+    ll.fit(s, ll.models.MLP(s.input_size, [16], s.n_classes), replay, iterations=3)
+    stored = replay.memory.items()
+    full = 30 if policy != "herding" else 30 // 9 * 9  # iCaRL keeps m = capacity // classes seen per class
+    assert len(replay.memory) == full and set(stored["task"].tolist()) == {0, 1, 2}
+    for k in range(3):  # every stored example is one of its task's training examples, with its label
+        x, y = stored["x"][stored["task"] == k], stored["y"][stored["task"] == k]
+        same = (x[:, None] == s.tasks[k].train_x[None]).flatten(2).all(2)
+        assert same.any(1).all() and (y[:, None] == s.tasks[k].train_y[None])[same].all()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from lifelong.errors import LifelongError, option
 from lifelong.methods.base import Method
 from lifelong.methods.baselines import Cumulative, Finetune, Independent, Joint
+from lifelong.methods.memory.agem import AGEM
 from lifelong.methods.memory.replay import Replay
 from lifelong.methods.regularization import EWC, L2, MAS, SCP, SI, OnlineEWC, Regularizer, RWalk
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (Finetune, Joint, Cumulative, Independent, L2, EWC, OnlineEWC, SI, MAS, RWalk, SCP, Replay)
+    m.name: m for m in (Finetune, Joint, Cumulative, Independent, L2, EWC, OnlineEWC, SI, MAS, RWalk, SCP, Replay, AGEM)
 }
 
 
@@ -46,6 +47,7 @@ __all__ = [
     "RWalk",
     "SCP",
     "Replay",
+    "AGEM",
     "get",
     "create",
 ]

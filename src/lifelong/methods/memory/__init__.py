@@ -3,4 +3,5 @@
 buffer.py      the episodic memory every memory method shares (preallocated, selection policies)
 projection.py  GEM's and A-GEM's gradient projections
 replay.py      experience replay
+agem.py        A-GEM
 """

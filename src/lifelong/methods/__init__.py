@@ -6,11 +6,13 @@ from lifelong.errors import LifelongError, option
 from lifelong.methods.base import Method
 from lifelong.methods.baselines import Cumulative, Finetune, Independent, Joint
 from lifelong.methods.memory.agem import AGEM
+from lifelong.methods.memory.gem import GEM
 from lifelong.methods.memory.replay import Replay
 from lifelong.methods.regularization import EWC, L2, MAS, SCP, SI, OnlineEWC, Regularizer, RWalk
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (Finetune, Joint, Cumulative, Independent, L2, EWC, OnlineEWC, SI, MAS, RWalk, SCP, Replay, AGEM)
+    m.name: m
+    for m in (Finetune, Joint, Cumulative, Independent, L2, EWC, OnlineEWC, SI, MAS, RWalk, SCP, Replay, GEM, AGEM)
 }
 
 
@@ -47,6 +49,7 @@ __all__ = [
     "RWalk",
     "SCP",
     "Replay",
+    "GEM",
     "AGEM",
     "get",
     "create",

@@ -3,5 +3,7 @@
 buffer.py      the episodic memory every memory method shares (preallocated, selection policies)
 projection.py  GEM's and A-GEM's gradient projections
 replay.py      experience replay
+gradient_memory.py  what GEM and A-GEM share
+gem.py         GEM
 agem.py        A-GEM
 """

@@ -1,14 +1,11 @@
 """A-GEM as a method: the step follows g − (⟨g, g_ref⟩/‖g_ref‖²) g_ref exactly when the current gradient
-fights the memory's, the memory is the last examples of each task, it forgets less than fine-tuning,
-and it runs in every scenario from the command line."""
+fights the memory's, and the memory is the last examples of each task (forgetting and the scenarios:
+test_memory_methods.py)."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 import lifelong as ll
-from lifelong.cli import main
-from lifelong.results import Store
 
 
 def flat_grad(model):
@@ -48,22 +45,3 @@ def test_the_gradient_is_projected_by_hand_when_it_fights_the_memory():
     assert checked > 0 and len(agem.memory.items(task=0)["y"]) == 20
     assert torch.equal(agem.memory.items(task=0)["x"], s.tasks[0].train_x[-20:])  # the task's last examples
     assert agem.projection_rate()[1] == checked / 20
-
-
-def test_agem_forgets_less_than_finetuning():
-    s = ll.benchmarks.permuted("digits", n_tasks=3, samples_per_task=300)
-    bwt = {}
-    for name in ("finetune", "agem"):
-        torch.manual_seed(0)
-        model = ll.models.MLP(s.input_size, [50], s.n_classes)
-        bwt[name] = ll.fit(s, model, name, epochs=10, lr=0.1, batch_size=16).bwt
-    assert bwt["finetune"] < -0.2 and bwt["agem"] > bwt["finetune"] + 0.1, bwt
-
-
-@pytest.mark.parametrize("scenario", ["task", "domain", "class"])
-def test_agem_runs_in_every_scenario_from_the_command_line(tmp_path, capsys, scenario):
-    args = ["run", "--benchmark", "split-synthetic", "--tasks", "2", "--iterations", "5", "--report", "no"]
-    args += ["--scenario", scenario, "--method", "agem", "--reference-batch", "32"]
-    assert main([*args, "--store", str(tmp_path / "r.db")]) == 0, capsys.readouterr().err
-    (row,) = Store(tmp_path / "r.db").runs()
-    assert row["status"] == "finished" and row["config"]["reference_batch"] == 32

@@ -1,15 +1,13 @@
 """GEM as a method: every earlier task's memory gradient comes from one batched backward pass and equals
-a separate computation per task; the step is projected so that no memory loss rises; it forgets less
-than fine-tuning and runs in every scenario from the command line."""
+a separate computation per task; the step is projected so that no memory loss rises (forgetting and
+the scenarios: test_memory_methods.py)."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 import lifelong as ll
 from lifelong.cli import main
 from lifelong.methods.memory.projection import gem_project
-from lifelong.results import Store
 
 
 def flat_grad(model):
@@ -49,25 +47,6 @@ def test_the_step_is_gems_projection_of_per_task_memory_gradients_computed_separ
             projected += 1
             assert (G @ flat_grad(model) >= -1e-5).all()  # no memory loss rises to first order
     assert projected > 0 and gem.projection_rate()[2] == projected / 20
-
-
-def test_gem_forgets_less_than_finetuning():
-    s = ll.benchmarks.permuted("digits", n_tasks=3, samples_per_task=300)
-    bwt = {}
-    for name in ("finetune", "gem"):
-        torch.manual_seed(0)
-        model = ll.models.MLP(s.input_size, [50], s.n_classes)
-        bwt[name] = ll.fit(s, model, name, epochs=10, lr=0.1, batch_size=16).bwt
-    assert bwt["finetune"] < -0.2 and bwt["gem"] > bwt["finetune"] + 0.1, bwt
-
-
-@pytest.mark.parametrize("scenario", ["task", "domain", "class"])
-def test_gem_runs_in_every_scenario_from_the_command_line(tmp_path, capsys, scenario):
-    args = ["run", "--benchmark", "split-synthetic", "--tasks", "3", "--iterations", "5", "--report", "no"]
-    args += ["--scenario", scenario, "--method", "gem", "--margin", "0"]
-    assert main([*args, "--store", str(tmp_path / "r.db")]) == 0, capsys.readouterr().err
-    (row,) = Store(tmp_path / "r.db").runs()
-    assert row["status"] == "finished" and row["config"]["margin"] == 0.0
 
 
 def test_a_negative_margin_is_refused(tmp_path, capsys):

@@ -1,6 +1,6 @@
 """Experience replay: the loss weights the current and the replayed batch as van de Ven & Tolias do, each
-replayed example is scored on its own task's units, it forgets less than fine-tuning where fine-tuning
-fails (class-IL), and it runs in every scenario from the command line."""
+replayed example is scored on its own task's units, it keeps old classes where fine-tuning fails
+(class-IL), and every selection policy works (the scenarios: test_memory_methods.py)."""
 
 import pytest
 import torch
@@ -8,7 +8,6 @@ import torch.nn.functional as F
 
 import lifelong as ll
 from lifelong.cli import main
-from lifelong.results import Store
 
 
 def test_loss_is_one_over_t_current_plus_the_rest_replayed_on_each_examples_own_units():
@@ -46,17 +45,6 @@ def test_replay_keeps_old_classes_where_finetuning_forgets_them():
     assert results["finetune"].acc < 0.3  # class-IL fine-tuning keeps only the last task
     assert results["replay"].acc > results["finetune"].acc + 0.3
     assert results["replay"].bwt > results["finetune"].bwt + 0.3
-
-
-@pytest.mark.parametrize("scenario", ["task", "domain", "class"])
-def test_replay_runs_in_every_scenario_from_the_command_line(tmp_path, capsys, scenario):
-    args = ["run", "--benchmark", "split-synthetic", "--tasks", "2", "--iterations", "5", "--report", "no"]
-    args += ["--scenario", scenario, "--method", "replay", "--memory-size", "50"]
-    code = main([*args, "--store", str(tmp_path / "r.db")])
-    out, err = capsys.readouterr()
-    assert code == 0 and "expected to fail" not in err, err
-    (row,) = Store(tmp_path / "r.db").runs()
-    assert row["status"] == "finished" and row["config"]["memory_size"] == 50
 
 
 def test_bad_memory_settings_are_one_line_errors(tmp_path, capsys):

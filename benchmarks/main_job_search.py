@@ -64,27 +64,12 @@ EXAMPLE_SEEDS = (0, 1, 2, 3)
 
 
 def mnist_subset(data_dir: str, n_train: int, n_test: int, side: int = 28, seed: int = SUBSET_SEED) -> list:
-    """A stratified MNIST subset as uint8 arrays: train images, train labels, test images, test labels."""
-    from lifelong.data.datasets import mnist
+    """A stratified MNIST subset as uint8 arrays: train images, train labels, test images, test labels
+    (the recipe of the bundled minimnist, at any size)."""
+    from lifelong.data.datasets import minimnist
 
-    folder = mnist.find_files(data_dir)
-    if folder is None:
-        raise SystemExit(f"no MNIST IDX files in {data_dir}; pass --data-dir FOLDER")
-    out = []
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        x = mnist.read_idx(folder / f"{prefix}-images-idx3-ubyte.gz", mnist.IMAGES_MAGIC)
-        y = mnist.read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", mnist.LABELS_MAGIC)
-        rng = np.random.default_rng(seed)
-        # Each class in its share of the whole set (MNIST's classes are not quite balanced).
-        pick = np.concatenate(
-            [rng.choice(np.flatnonzero(y == c), round(n * np.mean(y == c)), replace=False) for c in range(10)]
-        )
-        pick = np.sort(pick[:n])
-        images = x[pick].astype(np.float32)
-        if side == 14:
-            images = images.reshape(len(images), 14, 2, 14, 2).mean((2, 4))
-        out += [np.round(images).astype(np.uint8), y[pick].astype(np.uint8)]
-    return out
+    arrays = minimnist.subset(data_dir, n_train, n_test, side, seed)
+    return [arrays[k] for k in ("train_x", "train_y", "test_x", "test_y")]
 
 
 def compressed_kb(arrays: list) -> float:

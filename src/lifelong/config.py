@@ -45,6 +45,10 @@ def _items(text) -> list:
     return [v for v in str(text).split(",") if v.strip()]
 
 
+# List options whose values must be distinct (a repeated seed would pass for an independent run).
+UNIQUE_LISTS = ("seeds", "task_order", "class_order", "method")
+
+
 @dataclass(frozen=True)
 class Option:
     name: str  # config key, with underscores; the flag is --name-with-dashes
@@ -176,9 +180,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             seen.add(key)
         return super().construct_mapping(node, deep)
 
-
-# List options whose values must be distinct (a repeated seed would pass for an independent run).
-UNIQUE_LISTS = ("seeds", "task_order", "class_order", "method")
 
 # Options that name a path: in a config file they are relative to the file's folder, not the working directory.
 PATH_OPTIONS = ("data_dir",)

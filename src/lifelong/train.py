@@ -168,8 +168,9 @@ def fit(
     s = settings or Settings(**options)
     method = _as_method(method)
     method.check(stream)
-    if method.caveat(stream.scenario):  # it runs, but the user hears first why it will not work here
-        warn(method.caveat(stream.scenario))
+    caveat = method.caveat(stream.scenario)
+    if caveat:  # it runs, but the user hears first why it will not work here
+        warn(caveat)
     check_model(model, stream)
     torch.manual_seed(s.seed)  # methods that sample (e.g. a sampled Fisher) draw from the global RNG
     batches_g = torch.Generator().manual_seed(s.seed)

@@ -59,24 +59,35 @@ def load(data_dir: str | None = None, seed: int = 0) -> Dataset:
     )
 
 
-def make(data_dir: str, out: Path = FILE) -> str:
-    """Rebuild the bundled file from the four MNIST IDX files in ``data_dir``; returns its sha256."""
+def subset(data_dir: str, n_train: int = N_TRAIN, n_test: int = N_TEST, side: int = 14, seed: int = SEED) -> dict:
+    """A stratified MNIST subset as uint8 arrays {train_x, train_y, test_x, test_y}: ``n_train`` images of
+    the training set and ``n_test`` of the test set, each class in its share of the whole set, drawn
+    without replacement with numpy ``seed``; average-pooled to ``side`` (28 or 14) and rounded to bytes."""
     from lifelong.data.datasets import mnist
 
     folder = mnist.find_files(data_dir)
     if folder is None:
         raise LifelongError(f"no MNIST IDX files in {data_dir}; give the folder that holds them")
+    if side not in (14, 28):
+        raise LifelongError(f"side must be 28 (the original) or 14 (2 x 2 pooled), got {side}")
     arrays = {}
-    for split, prefix, n in (("train", "train", N_TRAIN), ("test", "t10k", N_TEST)):
+    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
         x = mnist.read_idx(folder / f"{prefix}-images-idx3-ubyte.gz", mnist.IMAGES_MAGIC)
         y = mnist.read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", mnist.LABELS_MAGIC)
-        rng = np.random.default_rng(SEED)
+        rng = np.random.default_rng(seed)
         pick = np.concatenate(  # each class in its share of the whole set (MNIST is not quite balanced)
             [rng.choice(np.flatnonzero(y == c), round(n * np.mean(y == c)), replace=False) for c in range(10)]
         )
         pick = np.sort(pick[:n])
-        pooled = x[pick].astype(np.float32).reshape(len(pick), 14, 2, 14, 2).mean((2, 4))
-        arrays[f"{split}_x"] = np.round(pooled).astype(np.uint8)
+        images = x[pick].astype(np.float32)
+        if side == 14:
+            images = images.reshape(len(pick), 14, 2, 14, 2).mean((2, 4))
+        arrays[f"{split}_x"] = np.round(images).astype(np.uint8)
         arrays[f"{split}_y"] = y[pick].astype(np.uint8)
-    np.savez_compressed(out, **arrays)
+    return arrays
+
+
+def make(data_dir: str, out: Path = FILE) -> str:
+    """Rebuild the bundled file from the four MNIST IDX files in ``data_dir``; returns its sha256."""
+    np.savez_compressed(out, **subset(data_dir))
     return hashlib.sha256(Path(out).read_bytes()).hexdigest()

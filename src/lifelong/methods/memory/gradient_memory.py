@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 
 from lifelong.methods.base import Method
 from lifelong.methods.memory.buffer import EpisodicMemory
+from lifelong.methods.memory.scoring import memory_losses, own_units
 from lifelong.methods.regularization.base import ParamLayout
 
 
@@ -28,8 +28,7 @@ class GradientMemory(Method):
         return model
 
     def before_task(self, task, model) -> None:
-        masks = self.stream.train_masks([task.id])  # one row per task: the units its examples are scored on
-        self._masks = None if masks is None else masks.to(task.train_x.device)
+        self._masks = own_units(self.stream, task)
         self._projected.append([0, 0])
 
     def after_task(self, task, model) -> None:
@@ -37,10 +36,7 @@ class GradientMemory(Method):
 
     def memory_losses(self, model, items: dict[str, torch.Tensor]) -> torch.Tensor:
         """Each stored example's loss, on its own task's units (its head in task-IL)."""
-        logits = model(items["x"])
-        if self._masks is not None:
-            logits = logits + self._masks[items["task"]]
-        return F.cross_entropy(logits, items["y"], reduction="none")
+        return memory_losses(model, items, self._masks)
 
     def flat(self, grads, batch: tuple[int, ...] = ()) -> torch.Tensor:
         """Gradients from torch.autograd.grad as flat vectors (zeros for unused parameters); ``batch`` are

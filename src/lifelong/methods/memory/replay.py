@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from lifelong.methods.base import Method, cross_entropy, param
 from lifelong.methods.memory.buffer import PER, POLICIES, EpisodicMemory
+from lifelong.methods.memory.scoring import memory_losses, own_units
 
 INSERT_CHUNK = 4096  # the task's data enters the memory in chunks of this many examples
 
@@ -59,19 +60,15 @@ class Replay(Method):
 
     def before_task(self, task, model) -> None:
         self._tasks_seen += 1
-        masks = self.stream.train_masks([task.id])  # one row per task: the units its examples are scored on
-        self._masks = None if masks is None else masks.to(task.train_x.device)
+        self._masks = own_units(self.stream, task)
 
     def loss(self, model, x, y, mask):
         current = cross_entropy(model(x), y, mask)
         if len(self.memory) == 0:
             return current
-        old = self.memory.sample(len(y), self._generator)
-        logits = model(old["x"])
-        if self._masks is not None:
-            logits = logits + self._masks[old["task"]]
+        replayed = memory_losses(model, self.memory.sample(len(y), self._generator), self._masks).mean()
         new_weight = 1.0 / self._tasks_seen
-        return new_weight * current + (1.0 - new_weight) * F.cross_entropy(logits, old["y"])
+        return new_weight * current + (1.0 - new_weight) * replayed
 
     def after_task(self, task, model) -> None:
         if self.memory_policy == "herding":  # iCaRL's selection sees a whole task at once, in feature space

@@ -55,8 +55,8 @@ concatenate the parameters, subtract μ, multiply by Ω, one dot product; its ba
 split into views for the parameters. Proximal step: nothing in the loss; after the optimizer's step,
 one fused ``lerp`` over all parameters, θ ← θ + k ⊙ (θ* − θ) with k = 2ηλΩ / (1 + 2ηλΩ), reading
 per-parameter views of k and θ* computed once per task. No ``.item()`` in either. On five permuted
-digits tasks (10 epochs, CPU time of the whole fit(), one thread) L2 costs 0.03 s more than
-fine-tuning's 0.46 s with the proximal step and 0.21 s more with the explicit one.
+digits tasks (10 epochs, CPU time of the whole fit(), one thread; benchmarks/penalty_step.py) L2 costs
+0.06 s more than fine-tuning's 0.46 s with the proximal step and 0.21 s more with the explicit one.
 """
 
 from __future__ import annotations

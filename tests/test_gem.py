@@ -4,14 +4,11 @@ the scenarios: test_memory_methods.py)."""
 
 import torch
 import torch.nn.functional as F
+from gradients import flat_grad, set_grad
 
 import lifelong as ll
 from lifelong.cli import main
 from lifelong.methods.memory.projection import gem_project
-
-
-def flat_grad(model):
-    return torch.cat([p.grad.reshape(-1) for p in model.parameters()])
 
 
 def test_the_step_is_gems_projection_of_per_task_memory_gradients_computed_separately():
@@ -38,8 +35,7 @@ def test_the_step_is_gems_projection_of_per_task_memory_gradients_computed_separ
             F.cross_entropy(model(old.train_x[-15:]) + s.train_masks([k])[k], old.train_y[-15:]).backward()
             rows.append(flat_grad(model).clone())
         G = torch.stack(rows)
-        for p, v in zip(model.parameters(), g.split([p.numel() for p in model.parameters()]), strict=True):
-            p.grad.copy_(v.view_as(p))
+        set_grad(model, g)
         gem.after_backward(model, task)
         expected = gem_project(g, G, margin=0.5)
         assert torch.allclose(flat_grad(model), expected.grad, atol=1e-5)

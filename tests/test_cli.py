@@ -2,11 +2,15 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
+from lifelong import Result, benchmarks
 from lifelong.cli import main
 from lifelong.results import Store
 
@@ -149,10 +153,12 @@ def test_unknown_run_and_corrupt_store(tmp_path, capsys):
 def test_main_job_end_to_end_in_a_subprocess(tmp_path):
     """`lifelong run` with no arguments tells the lecture's story: (1) noisy then clean digits, finetune forgets
     the noisy task while joint training keeps both; (2) five tasks, each regulariser closes at least half of
-    the ACC gap between finetune and joint, with far less forgetting."""
+    the ACC gap between finetune and joint, with far less forgetting; (3) class-incremental split digits:
+    finetune, EWC and LwF end near one task's share, replay, iCaRL, DGR and GEM well above it."""
     proc = subprocess.run([sys.executable, "-m", "lifelong.cli", "run"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    part1, part2 = proc.stdout.split("== main job, part 2")
+    part1, rest = proc.stdout.split("== main job, part 2")
+    part2, part3 = rest.split("== main job, part 3")
     assert "noisy-minimnist · domain-IL · 2 tasks" in part1 and "permuted-minimnist · domain-IL · 5 tasks" in part2
 
     def matrix(text, method):  # the R rows printed under "<method> (run N): ..."
@@ -169,6 +175,17 @@ def test_main_job_end_to_end_in_a_subprocess(tmp_path):
     for name in ("ewc", "si", "mas"):
         assert (acc[name] - acc["finetune"]) / (acc["joint"] - acc["finetune"]) >= 0.5, (name, acc)
         assert bwt[name] > bwt["finetune"] / 3, (name, bwt)  # far less forgetting
+    assert "split-digits · class-IL · 5 tasks" in part3
+    final = {
+        line.split()[0].split(":")[0]: float(line.split()[2])
+        for line in part3.splitlines()
+        if line.split()[1:2] == ["1"]
+    }
+    for name in ("finetune", "ewc", "lwf"):
+        assert final[name] < 30, final  # one task's share of the classes is 20 %
+    for name in ("replay", "icarl", "dgr", "gem"):
+        assert final[name] > 45, final
+    assert "lwf in class-IL is expected to fail" in proc.stderr
     assert list((tmp_path / "lifelong-runs").glob("report-*/report.md"))
 
 
@@ -230,3 +247,27 @@ def test_json_still_writes_the_report_and_says_where_on_stderr(tmp_path, capsys)
     assert code == 0 and json.loads(out)["method"] == "ewc"  # stdout is JSON alone
     path = err.strip().removeprefix("report: ")
     assert path.startswith(str(tmp_path)) and path.endswith("report.md") and os.path.isfile(path)
+
+
+def test_a_replay_run_reports_and_shows_its_memory(tmp_path, capsys):
+    db = tmp_path / "r.db"
+    args = ["run", "--benchmark", "split-synthetic", "--tasks", "2", "--iterations", "3", "--method", "replay"]
+    code, out, err = cli([*args, "--memory-size", "50", "--report", "yes", "--store", str(db)], capsys)
+    assert code == 0, err
+    report = Path(re.search(r"^report: (.+)$", out, flags=re.MULTILINE).group(1)).read_text()
+    stream = benchmarks.split("synthetic", n_tasks=2)
+    per_item = stream.input_size * 4 + 8 + 8  # float32 inputs, int64 labels and task ids
+    row = "| replay | examples (episodic memory) | reservoir | 50 | 50 | "
+    assert "### Memory: what each method keeps" in report and row + f"{50 * per_item / 1024:.1f} KB |" in report
+    assert "### Gradient projection" not in report  # replay projects nothing
+    code, out, _ = cli(["show", "latest", "--store", str(db)], capsys)
+    assert code == 0 and f"\nmemory: 50 samples (reservoir, capacity 50, {50 * per_item / 1024:.1f} KB)\n" in out
+
+
+def test_show_prints_the_projection_rate_of_each_task(tmp_path, capsys):
+    R = np.array([[0.1, 0.1], [0.9, 0.1], [0.8, 0.9]])
+    result = Result("gem", "split-synthetic", "task", ["a", "b"], R, {"task": R}, facts={"projection_rate": [0, 0.125]})
+    store = Store(tmp_path / "r.db")
+    store.finish(store.start({}, seed=0), result)
+    code, out, _ = cli(["show", "1", "--store", str(tmp_path / "r.db")], capsys)
+    assert code == 0 and "\nprojected: 0.0%, 12.5% of each task's steps" in out and "memory:" not in out

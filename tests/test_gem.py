@@ -1,7 +1,8 @@
-"""GEM as a method: every earlier task's memory gradient comes from one batched backward pass and equals
-a separate computation per task; the step is projected so that no memory loss rises (forgetting and
-the scenarios: test_memory_methods.py)."""
+"""GEM as a method: every earlier task's memory gradient equals a separate computation per task on its own
+stored examples (all of them, or the random subset of ``memory_batch``), in every scenario; the step is
+projected so that no memory loss rises (forgetting and the scenarios: test_memory_methods.py)."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from gradients import flat_grad, set_grad
@@ -48,3 +49,67 @@ def test_the_step_is_gems_projection_of_per_task_memory_gradients_computed_separ
 def test_a_negative_margin_is_refused(tmp_path, capsys):
     assert main(["run", "--method", "gem", "--margin", "-1", "--store", str(tmp_path / "r.db")]) == 2
     assert "gem: --margin must be >= 0" in capsys.readouterr().err
+
+
+def by_hand_memory_gradients(model, s, rows_of_task, current):
+    """One backward pass per earlier task k on the rows ``rows_of_task[k]`` of its stored examples, scored
+    on task k's own units while task ``current`` is learned (every unit seen so far in class-IL)."""
+    out = []
+    masks = s.train_masks([current])
+    for k, rows in enumerate(rows_of_task):
+        model.zero_grad()
+        logits = model(rows[0])
+        F.cross_entropy(logits if masks is None else logits + masks[k], rows[1]).backward()
+        out.append(flat_grad(model).clone())
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("scenario", ["class", "domain"])
+@pytest.mark.parametrize("memory_batch", [None, 7])
+def test_memory_gradients_are_per_task_gradients_in_every_scenario(scenario, memory_batch):
+    s = ll.benchmarks.split("synthetic", n_tasks=3, scenario=scenario)
+    torch.manual_seed(1)
+    model = ll.models.MLP(s.input_size, [8], s.n_classes)
+    gem = ll.methods.GEM(memory_size=200, margin=0.0, memory_batch=memory_batch)  # 200 > a task: all of it
+    gem.prepare(model, s)
+    for task in s.tasks[:2]:
+        gem.before_task(task, model)
+        gem.after_task(task, model)
+    task = s.tasks[2]
+    gem.before_task(task, model)
+    stored = [(s.tasks[k].train_x, s.tasks[k].train_y) for k in (0, 1)]
+    for start in range(0, 60, 10):
+        model.zero_grad()
+        masks = s.train_masks([2])
+        logits = model(task.train_x[start : start + 10])
+        F.cross_entropy(logits if masks is None else logits + masks[2], task.train_y[start : start + 10]).backward()
+        g = flat_grad(model).clone()
+        rows = stored
+        if memory_batch is not None:  # the same random subsets of each task's memory, drawn by hand
+            state = gem._generator.get_state()
+            picks = [torch.randperm(len(y), generator=gem._generator)[:memory_batch] for _, y in stored]
+            gem._generator.set_state(state)
+            rows = [(x[p], y[p]) for (x, y), p in zip(stored, picks, strict=True)]
+        G = by_hand_memory_gradients(model, s, rows, current=2)
+        set_grad(model, g)
+        gem.after_backward(model, task)
+        assert torch.allclose(gem._grads, G, atol=1e-6)
+        assert torch.allclose(flat_grad(model), gem_project(g, G).grad, atol=1e-5)
+
+
+def test_a_memory_batch_as_large_as_the_memory_is_the_paper_s_gem():
+    s = ll.benchmarks.split("synthetic", n_tasks=3, scenario="class")
+    weights = []
+    for memory_batch in (None, 50, 49):
+        torch.manual_seed(0)
+        model = ll.models.MLP(s.input_size, [16], s.n_classes)
+        gem = ll.methods.GEM(memory_size=50, memory_batch=memory_batch)
+        ll.fit(s, model, gem, iterations=10, lr=0.1, batch_size=10, seed=0)
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])  # all 50: the same steps, bit for bit
+    assert not torch.allclose(weights[0], weights[2])  # 49 of 50: another (random) algorithm
+
+
+def test_a_bad_memory_batch_is_refused(tmp_path, capsys):
+    assert main(["run", "--method", "gem", "--memory-batch", "0", "--store", str(tmp_path / "r.db")]) == 2
+    assert "gem: --memory-batch must be a whole number >= 1" in capsys.readouterr().err

@@ -68,3 +68,37 @@ def test_every_selection_policy_keeps_examples_of_every_task(policy):
         x, y = stored["x"][stored["task"] == k], stored["y"][stored["task"] == k]
         same = (x[:, None] == s.tasks[k].train_x[None]).flatten(2).all(2)
         assert same.any(1).all() and (y[:, None] == s.tasks[k].train_y[None])[same].all()
+
+
+@pytest.mark.parametrize("scenario", ["task", "domain"])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_one_forward_over_both_batches_gives_the_two_forward_gradient(batch_norm, scenario):
+    s = ll.benchmarks.split("synthetic", n_tasks=3, scenario=scenario)
+    torch.manual_seed(0)
+    layers = [torch.nn.Flatten(), torch.nn.Linear(s.input_size, 16), torch.nn.ReLU(), torch.nn.Linear(16, s.n_classes)]
+    if batch_norm:  # normalises with its batch's statistics: one pass over both batches would change them
+        layers.insert(2, torch.nn.BatchNorm1d(16))
+    model = torch.nn.Sequential(*layers)
+    replay = ll.methods.Replay(memory_size=30)
+    replay.prepare(model, s)
+    for task in s.tasks[:2]:
+        replay.before_task(task, model)
+        replay.after_task(task, model)
+    task = s.tasks[2]
+    replay.before_task(task, model)
+    x, y, masks = task.train_x[:8], task.train_y[:8], s.train_masks([2])
+    state = replay._generator.get_state()
+    loss = replay.loss(model, x, y, None if masks is None else masks[2])
+    got = torch.autograd.grad(loss, list(model.parameters()))
+
+    replay._generator.set_state(state)  # by hand: the same replayed batch, each batch through the model alone
+    old = replay.memory.sample(8, replay._generator)
+    new_logits, old_logits = model(x), model(old["x"])
+    if masks is not None:  # task-IL: each example on its own task's head
+        new_logits, old_logits = new_logits + masks[2], old_logits + masks[old["task"]]
+    by_hand = F.cross_entropy(new_logits, y) / 3 + F.cross_entropy(old_logits, old["y"]) * 2 / 3
+    expected = torch.autograd.grad(by_hand, list(model.parameters()))
+    assert replay._one_forward is not batch_norm
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-6)
+    for a, b in zip(got, expected, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)

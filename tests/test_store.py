@@ -82,6 +82,28 @@ def test_result_json_is_written_and_matches_the_schema_doc(tmp_path):
     assert not [p for p in path.parent.iterdir() if p.name != "result.json"]  # no temp file left behind
 
 
+def test_a_methods_facts_round_trip_and_older_results_without_facts_still_load(tmp_path):
+    stream = lifelong.benchmarks.split("synthetic", n_tasks=2, scenario="class")
+    model = lifelong.models.MLP(stream.input_size, [8], stream.n_classes)
+    result = lifelong.fit(stream, model, lifelong.methods.GEM(memory_size=7), iterations=3)
+    memory = result.facts["memory"]
+    assert memory["samples"] == 14 and memory["per_task"] == {"0": 7, "1": 7}  # JSON's keys, as read back
+    assert memory["bytes"] == 14 * (stream.input_size * 4 + 8 + 8)  # float32 inputs, int64 labels and task ids
+    assert result.facts["projection_rate"][0] == 0.0  # the first task has no memory to protect
+    store = Store(tmp_path / "runs.db")
+    run_id = store.start({}, seed=0)
+    store.finish(run_id, result)
+    assert store.result(run_id).facts == result.facts
+    assert json.loads((store.folder(run_id) / "result.json").read_text())["facts"] == result.facts
+
+    old = tiny_result().to_dict()
+    del old["facts"]  # result.json written before the field existed
+    assert Result.from_dict(old).facts == {}
+    with sqlite3.connect(tmp_path / "runs.db") as con:
+        con.execute("UPDATE runs SET result = ? WHERE id = ?", (json.dumps(old), run_id))
+    assert store.result(run_id).facts == {}
+
+
 @posix_only
 def test_a_run_killed_before_finish_reads_as_killed(tmp_path):
     db = tmp_path / "runs.db"

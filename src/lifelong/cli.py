@@ -115,7 +115,7 @@ def _method_settings(exp, spec: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     """One experiment: the defaults, then the config file, then the flags. With no options at all it is
     the main job: the lecture's opening example first, then the same defaults any other run starts from."""
-    from lifelong.experiment import OPENING_EXAMPLE, Experiment
+    from lifelong.experiment import CLASS_IL_EXAMPLE, OPENING_EXAMPLE, Experiment
 
     flags = _flags(args)
     main_job = args.config is None and all(v is None for k, v in flags.items() if k not in OUTPUT_FLAGS)
@@ -123,7 +123,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     parts = [(None, Experiment(cfg), None)]  # (title, experiment, what it shows) of each part
     if main_job:
         example = Experiment(config.resolve(None, {**flags, **OPENING_EXAMPLE}))
-        parts = [(MAIN_JOB_TITLES[0], example, _forgetting_story), (MAIN_JOB_TITLES[1], parts[0][1], _gap_story)]
+        new_classes = Experiment(config.resolve(None, {**flags, **CLASS_IL_EXAMPLE}))
+        parts = [
+            (MAIN_JOB_TITLES[0], example, _forgetting_story),
+            (MAIN_JOB_TITLES[1], parts[0][1], _gap_story),
+            (MAIN_JOB_TITLES[2], new_classes, _new_classes_story),
+        ]
     store = _open_store(cfg["store"])
     group = _new_group()
     records: list[Record] = []
@@ -158,6 +163,8 @@ MAIN_JOB_TITLES = (
     "(task 2).",
     "== main job, part 2: five tasks, one after another. How much of the gap between fine-tuning (the lower "
     "bound) and joint training (the upper bound) does each method close?",
+    "== main job, part 3: adding new classes. Five tasks of two new digits each, and at test time the model "
+    "must tell all the digits it has seen apart (class-incremental).",
 )
 
 
@@ -194,6 +201,25 @@ def _gap_story(exp, records: list[Record]) -> str:
         "\n-> share of the ACC gap between finetune and joint that each method closes, (ACC − ACC_finetune) / "
         f"(ACC_joint − ACC_finetune), seed {exp.seeds[0]}: " + ", ".join(closed)
     )
+
+
+def _new_classes_story(exp, records: list[Record]) -> str:
+    """Part 3 in numbers measured just now: who stays near one task's share of the classes, who does not."""
+    final = _finished(exp, records)
+    stream = exp.stream(exp.seeds[0])
+    share = 1 / len(stream)  # a model that knows only the last task's classes gets about this ACC
+    if not final:
+        return ""
+    keeps = [f"{spec} {r.acc * 100:.0f} %" for spec, r in final.items() if spec != "joint" and r.acc >= 2 * share]
+    collapses = [f"{spec} {r.acc * 100:.0f} %" for spec, r in final.items() if spec != "joint" and r.acc < 2 * share]
+    lines = [f"\n-> class-incremental ACC, seed {exp.seeds[0]} (one task's share of the classes: {share:.0%})"]
+    if collapses:
+        lines.append("   near the last task only: " + ", ".join(collapses))
+    if keeps:
+        lines.append("   keep old classes: " + ", ".join(keeps))
+    if "joint" in final:
+        lines.append(f"   all data at once (joint): {final['joint'].acc * 100:.0f} %")
+    return "\n".join(lines)
 
 
 @dataclasses.dataclass
@@ -360,11 +386,27 @@ def cmd_show(args: argparse.Namespace) -> int:
         print()
         for key, value in result.metrics().items():
             print(f"{key:<14} {value * 100:7.2f}   {metrics.DEFINITIONS[key]}")
+        for line in _facts_lines(result.facts):
+            print(line)
     elif row.get("progress"):  # running, killed, failed or interrupted: the rows of R it finished
         names = row["progress"]["task_names"]
         print(text.matrix(row["R"], names, "\nR[i][j] = accuracy (%) on task j after task i (rows so far)"))
         print(f"\n{describe_progress(row)}" + ("" if row["status"] == "running" else "; no metrics without all of R"))
     return 0
+
+
+def _facts_lines(facts: dict) -> list[str]:
+    """What the method measured about itself (Method.facts), one line each: its memory, GEM's projections."""
+    from lifelong.data.budget import human
+
+    lines = []
+    if "memory" in facts:
+        m = facts["memory"]
+        lines.append(f"memory: {m['samples']} samples ({m['policy']}, capacity {m['capacity']}, {human(m['bytes'])})")
+    if "projection_rate" in facts:
+        rates = ", ".join(f"{r * 100:.1f}%" for r in facts["projection_rate"])
+        lines.append(f"projected: {rates} of each task's steps (their gradient would have raised the memory's loss)")
+    return lines
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -37,6 +37,29 @@ OPENING_EXAMPLE = {
     "method": ["finetune", "joint"],
 }
 
+# The main job's last part is the lecture's "adding new classes" slide: split digits, class-incremental.
+# Methods that only guard weights or distil outputs (finetune, EWC, LwF) end near one task's share of the
+# classes; those that keep or regenerate old inputs (replay, iCaRL, DGR, GEM) do not (van de Ven &
+# Tolias 2019, Table 4). Seconds of CPU: 20 epochs of 288 images per task, and a generator sized for
+# 8 x 8 images (the default VAE is van de Ven's for 28 x 28 MNIST and does not learn these in 180 steps:
+# DGR stays at 22 %; this one reaches 50-67 % over seeds 0-2, checked by hand on the test sets).
+CLASS_IL_EXAMPLE = {
+    "benchmark": "split-digits",
+    "scenario": "class",
+    "tasks": 5,
+    "epochs": 20,
+    "method": [
+        "finetune",
+        "ewc",
+        "lwf",
+        "replay",
+        "icarl",
+        "dgr:generator_units=100:latent=10:generator_lr=0.003",
+        "gem",
+        "joint",
+    ],
+}
+
 
 def build_stream(benchmark: str, options: dict, seed: int) -> Stream:
     kind = benchmark.split("-")[0]

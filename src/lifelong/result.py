@@ -27,6 +27,7 @@ class Result:
     peak_memory_mb: float = 0.0
     status: str = "finished"
     n_stages: int | None = None  # training stages; fewer than tasks for joint training (None: one per task)
+    facts: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the method measured (Method.facts)
 
     @property
     def sequential(self) -> bool:
@@ -69,6 +70,7 @@ class Result:
             "timings": self.timings,
             "peak_memory_mb": self.peak_memory_mb,
             "n_stages": self.n_stages,
+            "facts": self.facts,
         }
 
     @classmethod
@@ -87,4 +89,5 @@ class Result:
             peak_memory_mb=d.get("peak_memory_mb", 0.0),
             status=d.get("status", "finished"),
             n_stages=d.get("n_stages"),
+            facts=d.get("facts", {}),
         )

@@ -8,6 +8,7 @@ evaluated before any training (R[0]) and after each stage (R[i]).
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import resource
 import time
@@ -276,4 +277,5 @@ def fit(
         timings={"train_s": train_s, "eval_s": eval_time, "total_s": time.perf_counter() - started},
         peak_memory_mb=peak_mb,
         n_stages=len(stages),
+        facts=json.loads(json.dumps(method.facts())),  # as the store keeps them: int keys read back as strings
     )

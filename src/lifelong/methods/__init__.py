@@ -6,13 +6,34 @@ from lifelong.errors import LifelongError, option
 from lifelong.methods.base import Method
 from lifelong.methods.baselines import Cumulative, Finetune, Independent, Joint
 from lifelong.methods.memory.agem import AGEM
+from lifelong.methods.memory.dgr import DGR
 from lifelong.methods.memory.gem import GEM
+from lifelong.methods.memory.icarl import ICaRL
+from lifelong.methods.memory.lwf import LwF
 from lifelong.methods.memory.replay import Replay
 from lifelong.methods.regularization import EWC, L2, MAS, SCP, SI, OnlineEWC, Regularizer, RWalk
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
-    for m in (Finetune, Joint, Cumulative, Independent, L2, EWC, OnlineEWC, SI, MAS, RWalk, SCP, Replay, GEM, AGEM)
+    for m in (
+        Finetune,
+        Joint,
+        Cumulative,
+        Independent,
+        L2,
+        EWC,
+        OnlineEWC,
+        SI,
+        MAS,
+        RWalk,
+        SCP,
+        Replay,
+        GEM,
+        AGEM,
+        LwF,
+        ICaRL,
+        DGR,
+    )
 }
 
 
@@ -51,6 +72,9 @@ __all__ = [
     "Replay",
     "GEM",
     "AGEM",
+    "LwF",
+    "ICaRL",
+    "DGR",
     "get",
     "create",
 ]

@@ -104,6 +104,11 @@ class Method:
         """Logits for a test batch of ``task`` (fit() applies the scenario's mask afterwards)."""
         return model(x)
 
+    def facts(self) -> dict:
+        """What the method measured about itself during the run, kept in the run's record (JSON-able):
+        e.g. a memory's size in samples and bytes, GEM's projection rate per task, DGR's samples."""
+        return {}
+
     # ---- description ----------------------------------------------------------------------------
 
     @classmethod

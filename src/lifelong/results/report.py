@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lifelong import metrics
+from lifelong.data.budget import human
 from lifelong.data.task import SCENARIO_NAMES
 from lifelong.result import Result
 
@@ -49,6 +51,8 @@ BAR_FIGURE_WIDTH = 11.0  # inches: the metric bars stay this wide however many m
 BAR_AXIS_HINTS = {"acc": "", "bwt": "  (< 0: forgetting)", "fwt": "  (> 0: earlier tasks help)"}  # under each axis
 # Train settings that do not change what is learned: runs differing only in these are seeds of one setting.
 NOT_SETTINGS = {"seed", "device", "eval_batch_size", "eval_every_epoch"}
+GRID_ROW_INCHES = 0.9  # height of one row (one task) of a generator's samples
+GRID_TITLE_INCHES = 0.5  # room for the grid's title
 
 
 @dataclasses.dataclass
@@ -122,6 +126,7 @@ def write_report(
             path = _plot_epoch_curves(entries, out / f"{slug}-epochs.png")
             lines += ["", "Per-epoch accuracy of every task (drops right after a task switch: the stability gap):"]
             lines += ["", f"![Per-epoch accuracy of every task]({path.name})"]
+        lines += _memory_section(entries) + _projection_section(entries) + _generated_section(entries, out, slug)
         for k, entry in enumerate(entries, start=1):
             lines += ["", f"### {entry.label}: accuracy matrix R", ""]
             lines += _r_matrix_section(entry)
@@ -222,6 +227,138 @@ def _task_names(entry: _Entry) -> list[str]:
 
 def _row_name(i: int, names: list[str]) -> str:
     return "init" if i == 0 else f"after {names[i - 1]}"
+
+
+# -- what the methods keep and measured (Method.facts) ---------------------------------------------------
+
+
+def _memory_section(entries: list[_Entry]) -> list[str]:
+    """What each method keeps besides the model it trains, and what that costs in bytes: the price of
+    replay, GEM or iCaRL is their memory, and that of LwF or DGR a model copy or a generator."""
+    rows = []
+    for e in entries:
+        kept = [_kept(r.facts) for r in e.results]
+        for kind in dict.fromkeys(k for found in kept for k in found):
+            runs = [found[kind] for found in kept if kind in found]
+            first = runs[0]
+            count = first.get("count")
+            what = {
+                "memory": "examples (episodic memory)",
+                "models": f"{count} model cop{'y' if count == 1 else 'ies'}",
+                "generator": f"a generator ({first.get('parameters', 0):,} parameters)",
+            }[kind]
+            samples, size = (
+                _mean_sd([x[key] for x in runs if x.get(key) is not None])[0] for key in ("samples", "bytes")
+            )
+            policy, capacity = first.get("policy", "–"), str(first.get("capacity", "–"))
+            stored = "–" if math.isnan(samples) else f"{samples:.1f}".removesuffix(".0")
+            rows.append([e.label, what, policy, capacity, stored, "–" if math.isnan(size) else human(size)])
+    if not rows:
+        return []
+    return [
+        "",
+        "### Memory: what each method keeps",
+        "",
+        "What each method keeps besides the model it trains, at the end of the run (mean over seeds), and its "
+        "size (1 KB = 1024 bytes). An episodic memory's bytes are its preallocated tensors (inputs, labels, "
+        "task ids) at full capacity, however many samples it holds.",
+        "",
+        *_md_table(["method", "what is kept", "policy", "capacity", "samples stored", "bytes"], rows),
+    ]
+
+
+def _kept(facts: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """What a run's facts say it keeps, by kind: ``memory`` (Method.facts of replay, GEM...), copies of earlier
+    models (LwF: {"stored_models": n, "bytes": b}), a generator (DGR: {"generator": {"parameters", "bytes"}})."""
+    kept = {}
+    if "memory" in facts:
+        kept["memory"] = facts["memory"]
+    if "stored_models" in facts:
+        kept["models"] = {"count": facts["stored_models"], "bytes": facts.get("bytes")}
+    if "generator" in facts:
+        kept["generator"] = facts["generator"]
+    return kept
+
+
+def _projection_section(entries: list[_Entry]) -> list[str]:
+    """GEM's and A-GEM's projection rate per task: how often the memory actually changed the step, the
+    measure of how much the current task conflicts with the earlier ones."""
+    rated = [e for e in entries if any("projection_rate" in r.facts for r in e.results)]
+    if not rated:
+        return []
+    names = _task_names(rated[0])
+    rows = []
+    for e in rated:
+        rates = [r.facts["projection_rate"] for r in e.results if "projection_rate" in r.facts]
+        per_task = itertools.zip_longest(*rates)  # one tuple per task, over seeds
+        cells = [_pct(*_mean_sd([x for x in seeds if x is not None])) for seeds in per_task]
+        rows.append([e.label] + (cells + ["–"] * len(names))[: len(names)])
+    return [
+        "",
+        "### Gradient projection",
+        "",
+        "% of the training steps of each task whose gradient was projected because it would have raised the loss "
+        "on the memory of earlier tasks (GEM: any one earlier task's loss; A-GEM: their average); the first task "
+        "has no memory to protect.",
+        "",
+        *_md_table(["method"] + names, rows),
+    ]
+
+
+def _generated_section(entries: list[_Entry], out: Path, slug: str) -> list[str]:
+    """For generative replay, a grid of the generator's samples after each task (its first seed): DGR
+    remembers only as well as these samples resemble the earlier tasks' data (Shin et al. 2017)."""
+    lines = []
+    for k, e in enumerate(entries, start=1):
+        run = next((r for r in e.results if "generated" in r.facts), None)
+        if run is None:
+            continue
+        rows = [_row_name(i, _task_names(e)) for i in range(1, len(run.facts["generated"]["after_task"]) + 1)]
+        title = f"{e.label}: samples drawn by the generator after each task"
+        figure = _generated_figure(run.facts["generated"], rows, title)
+        path = _save(figure, out / f"{slug}-{k}-{_slug(e.label)}-generated.png")
+        seed = run.config.get("train", {}).get("seed")
+        lines += ["", f"### {e.label}: generated samples", ""]
+        lines += [f"One row per task learned: what the generator drew after that task (seed {seed})."]
+        lines += ["", f"![Samples generated by {e.label} after each task]({path.name})"]
+    return lines
+
+
+def _generated_figure(generated: Mapping[str, Any], row_names: list[str], title: str) -> Figure:
+    """One row of images per task, the samples side by side, grey levels 0..255 as stored."""
+    n = max(len(images) for images in generated["after_task"])
+    rows = [_strip(images, generated["input_shape"], n) for images in generated["after_task"]]
+    height = GRID_TITLE_INCHES + GRID_ROW_INCHES * len(rows)
+    fig = _figure(len(rows), 1, width=min(12.0, 1.8 + 0.8 * n), height=height)
+    for ax, image, name in zip(fig.axes, rows, row_names, strict=True):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _strip(images: Sequence[Sequence[int]], input_shape: Sequence[int], n: int, gap: int = 2) -> np.ndarray:
+    """``n`` slots of flat images (ints 0..255) side by side as one picture, grey between and in empty slots.
+    ``input_shape`` as the model sees an input: (C, H, W) with C 1 or 3, (H, W), or flat (drawn square when
+    its length is a square number, else as a line)."""
+    shape = [int(d) for d in input_shape]
+    channels_first = len(shape) == 3 and shape[0] in (1, 3)
+    if channels_first:
+        h, w, c = shape[1], shape[2], shape[0]
+    elif len(shape) == 2:
+        h, w, c = shape[0], shape[1], 1
+    else:
+        size = math.prod(shape)
+        side = math.isqrt(size)
+        h, w, c = (side, side, 1) if side * side == size else (1, size, 1)
+    strip = np.full((h, max(1, n * (w + gap) - gap), c), 128, dtype=np.uint8)
+    for i, flat in enumerate(images):
+        image = np.asarray(flat, dtype=np.uint8).reshape(shape)
+        image = np.moveaxis(image, 0, -1) if channels_first else image.reshape(h, w, c)  # channels last
+        strip[:, i * (w + gap) : i * (w + gap) + w] = image
+    return strip[..., 0] if c == 1 else strip
 
 
 # -- figures of the main report -------------------------------------------------------------------------

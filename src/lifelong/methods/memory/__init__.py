@@ -7,4 +7,8 @@ replay.py      experience replay
 gradient_memory.py  what GEM and A-GEM share
 gem.py         GEM
 agem.py        A-GEM
+distillation.py  knowledge distillation (Hinton, × T², masked units left out): LwF's and DGR+distill's loss
+lwf.py         LwF: distilling a frozen copy of the previous model on the new task's inputs (no data kept)
+dgr.py         deep generative replay (a VAE's samples labelled by the previous solver), and DGR+distill
+icarl.py       iCaRL: herding exemplars, BCE with distillation, nearest-mean-of-exemplars classifier
 """

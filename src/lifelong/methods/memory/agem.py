@@ -17,14 +17,17 @@ paper's and GEM's episodic memory); the reference batch is ``reference_batch`` e
 (with replacement) from the memories of all earlier tasks. Defaults: 250 examples per task and a
 reference batch of 256, the paper's MNIST setting. ``projection_rate()`` gives, for each task, the
 fraction of steps whose gradient was projected.
+
+Cost: from the second task on, every step adds a forward and a backward pass over the reference batch,
+8 times the examples of a batch of 32. Most steps are not projected, but knowing that needs ⟨g, g_ref⟩,
+and its forward-mode derivative costs as much as g_ref itself; so a smaller ``reference_batch`` is
+the only way to a cheaper step, at the price of a noisier g_ref (benchmarks/memory_methods_speed.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import ClassVar
-
-import torch
 
 from lifelong.methods.base import param
 from lifelong.methods.memory.gradient_memory import GradientMemory
@@ -44,6 +47,5 @@ class AGEM(GradientMemory):
         if len(self.memory) == 0:
             return
         items = self.memory.sample(min(self.reference_batch, len(self.memory)), self._generator)
-        loss = self.memory_losses(model, items).mean()
-        g_ref = self.flat(torch.autograd.grad(loss, self.layout.params, allow_unused=True))
+        g_ref = self.memory_gradient(model, items["x"], items["y"], self.units(items["task"]))
         self.step_along(agem_project(self.layout.flat_grad(), g_ref))

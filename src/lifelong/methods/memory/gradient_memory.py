@@ -7,9 +7,9 @@ import dataclasses
 
 import torch
 
-from lifelong.methods.base import Method
+from lifelong.methods.base import Method, cross_entropy
 from lifelong.methods.memory.buffer import EpisodicMemory
-from lifelong.methods.memory.scoring import memory_losses, own_units
+from lifelong.methods.memory.scoring import own_units
 from lifelong.methods.regularization.base import ParamLayout
 
 
@@ -34,18 +34,24 @@ class GradientMemory(Method):
     def after_task(self, task, model) -> None:
         self.memory.add(task.train_x, task.train_y, task.id)  # the ring keeps the task's last examples
 
-    def memory_losses(self, model, items: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Each stored example's loss, on its own task's units (its head in task-IL)."""
-        return memory_losses(model, items, self._masks)
+    def units(self, task: torch.Tensor | int) -> torch.Tensor | None:
+        """The logit mask of stored examples of ``task`` (a task id, or one per example): their own task's
+        units (its head in task-IL); None in domain-IL."""
+        return None if self._masks is None else self._masks[task]
 
-    def flat(self, grads, batch: tuple[int, ...] = ()) -> torch.Tensor:
-        """Gradients from torch.autograd.grad as flat vectors (zeros for unused parameters); ``batch`` are
-        the leading dimensions of batched gradients (one per earlier task for GEM)."""
-        parts = [
-            (g if g is not None else p.new_zeros(*batch, *p.shape)).reshape(*batch, -1)
-            for g, p in zip(grads, self.layout.params, strict=True)
-        ]
-        return torch.cat(parts, dim=-1)
+    def flat(self, grads, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Gradients from torch.autograd.grad as one flat vector (zeros for unused parameters), written into
+        ``out`` when given (a row of a buffer allocated once: no new tensor per step)."""
+        params = self.layout.params
+        parts = [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params, strict=True)]
+        return torch.cat(parts) if out is None else torch.cat(parts, out=out)
+
+    def memory_gradient(self, model, x, y, mask, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The flat gradient of the mean loss on stored examples ``x, y`` with logit mask ``mask`` (a row, or
+        one per example, or None), computed with ``torch.autograd.grad``: the current batch's ``.grad`` is
+        left untouched."""
+        loss = cross_entropy(model(x), y, mask)
+        return self.flat(torch.autograd.grad(loss, self.layout.params, allow_unused=True), out)
 
     def step_along(self, projection) -> None:
         """Count the step, and write a projected gradient back for the optimizer to use."""
@@ -62,3 +68,7 @@ class GradientMemory(Method):
     def projection_rate(self) -> list[float]:
         """For each task learned so far, the fraction of its steps whose gradient was projected."""
         return [done / steps if steps else 0.0 for done, steps in self._projected]
+
+    def facts(self) -> dict:
+        """The memory's size in samples and bytes, and how often each task's gradient was projected."""
+        return {"memory": self.memory.summary(), "projection_rate": self.projection_rate()}

@@ -1,0 +1,280 @@
+"""Split MNIST for the memory family against van de Ven & Tolias 2019 ("Three scenarios for continual
+learning", arXiv 1904.07734, Table 4) and Hsu et al. 2018 ("Re-evaluating continual learning scenarios",
+arXiv 1810.12488: GEM and naive rehearsal).
+
+Every run goes through the same code as the command line (config.resolve → Experiment.execute), and
+the tuning stage is `lifelong tune`'s: one value per run on a validation split (10 % of each task's
+training data held out, the test sets unused), seed 100, the value with the best validation ACC wins.
+The equivalent commands are printed (``--stage commands``).
+
+Protocols (5 tasks of 2 classes; MLP 784-400-400; task-IL = one head per task by masking, domain-IL = one
+2-unit head, class-IL = 10 units, every unit seen so far active):
+
+- van de Ven & Tolias: Adam lr 1e-3, batch 128, 2000 iterations per task — offline (``cumulative``:
+  all data seen so far, their upper bound), ``lwf``, ``dgr``, ``dgr`` with ``distill`` (DGR+distill),
+  ``icarl`` with 2000 exemplars (class-IL only, as in their table).
+- Hsu et al.: 4 epochs per task, batch 128 — ``gem`` with SGD lr 0.01 and margin 0.5, memory 1100 in
+  all (their GEM splits it over the tasks; ours keeps a fixed ring per task: 1100 / 5 = 220 per task);
+  naive rehearsal = ``replay`` with Adam lr 1e-3 and a 1100-example memory.
+
+Reported: final average test accuracy ACC = mean_j R[T,j] (%), mean ± sd over seeds, in the stream's
+own scenario. Runs go to worker processes (one thread each); every finished run is kept in
+benchmarks/results/split_mnist_memory*.json, so an interrupted benchmark resumes where it stopped.
+
+    python benchmarks/split_mnist_memory.py --data-dir ../shared/data/mnist --seeds 0,1,2,3,4 \
+        [--stage tune|both|table|commands] [--workers 2] [--cuda-methods dgr,dgr+distill --cuda-workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+# Published means (%), task / domain / class-IL. van de Ven & Tolias 2019 Table 4 (20 seeds); GEM and
+# naive rehearsal from Hsu et al. 2018 (Table 2).
+PAPER = {
+    "offline": (99.66, 98.42, 97.94),
+    "lwf": (99.57, 71.50, 23.85),
+    "dgr": (99.50, 95.72, 90.79),
+    "dgr+distill": (99.61, 96.83, 91.79),
+    "icarl": (None, None, 94.57),
+    "gem": (98.42, 96.16, 92.20),
+    "replay": (99.40, 95.16, 90.78),
+}
+SCENARIOS = ("task", "domain", "class")
+VAN_DE_VEN = {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "iterations": 2000}
+HSU = {"batch_size": 128, "epochs": 4}
+PROTOCOL = {
+    "offline": ("cumulative", VAN_DE_VEN, {}),
+    "lwf": ("lwf", VAN_DE_VEN, {}),
+    "dgr": ("dgr", VAN_DE_VEN, {}),
+    "dgr+distill": ("dgr", VAN_DE_VEN, {"distill": True}),
+    "icarl": ("icarl", VAN_DE_VEN, {"memory_size": 2000}),
+    "gem": ("gem", {**HSU, "optimizer": "sgd", "lr": 0.01}, {"memory_size": 220}),
+    "replay": ("replay", {**HSU, "optimizer": "adam", "lr": 1e-3}, {"memory_size": 1100}),
+}
+# The one setting tuned per method on the validation split (None: the protocol fixes everything).
+GRID = {
+    "offline": None,
+    "lwf": ("temperature", [1.0, 2.0, 4.0]),
+    "dgr": None,
+    "dgr+distill": None,  # T = 2 as van de Ven & Tolias; DGR's runs are the costliest (a VAE trains too)
+    "icarl": None,
+    "gem": ("margin", [0.0, 0.5, 1.0]),
+    "replay": None,
+}
+TUNE_SEED, VALIDATION = 100, 0.1
+RESULTS = Path(__file__).parent / "results"
+
+
+def flags(scenario: str, method: str, data_dir: str, devices: dict, extra: dict) -> dict:
+    """The command line's options for one run of ``method`` (a PROTOCOL key) in ``scenario``."""
+    name, train, settings = PROTOCOL[method]
+    device = devices.get(method, "cpu")
+    return {
+        "benchmark": "split-mnist",
+        "tasks": 5,
+        "scenario": scenario,
+        "hidden": [400, 400],
+        "data_dir": data_dir,
+        "device": device,
+        "method": [name],
+        **train,
+        **settings,
+        **extra,
+    }
+
+
+def command(opts: dict, verb: str = "run") -> str:
+    parts = [f"lifelong {verb}"]
+    for key, value in opts.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            value = "true"
+        if isinstance(value, list):
+            value = ",".join(map(str, value))
+        parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
+def run_one(job: tuple) -> tuple[str, dict]:
+    key, opts, seed, validation = job
+    import torch
+
+    from lifelong import config
+    from lifelong.experiment import Experiment
+
+    torch.set_num_threads(1)
+    cfg = config.resolve(None, {**opts, "seed": seed})
+    t0 = time.perf_counter()
+    try:
+        exp = Experiment(cfg, validation_fraction=VALIDATION if validation else None)
+        _, result = exp.execute(seed, exp.method_names[0])
+    except Exception as e:  # a diverged, refused or broken run is a result too: kept, shown, the rest go on
+        return key, {"opts": opts, "acc": float("nan"), "error": f"{type(e).__name__}: {e}"}
+    return key, {
+        "opts": opts,
+        "acc": result.acc,
+        "bwt": result.bwt,
+        "R": result.R.tolist(),
+        "facts": {k: v for k, v in result.facts.items() if k != "generated"},
+        "train_s": sum(result.timings["train_s"]),
+        "wall_s": time.perf_counter() - t0,
+    }
+
+
+def run_all(jobs: list[tuple], workers: int, path: Path, gpu_workers: int = 0) -> dict:
+    """Run the jobs not done yet (or done with other options) in worker processes, CUDA jobs in a pool of
+    their own; every result is written to ``path`` as soon as it is in."""
+    done = json.loads(path.read_text()) if path.exists() else {}
+    todo = [j for j in jobs if j[0] not in done or not same_run(done[j[0]]["opts"], j[1])]
+    print(f"{len(todo)} runs to do, {len(jobs) - len(todo)} already done", flush=True)
+    lock = threading.Lock()
+
+    def keep(item: tuple[str, dict]) -> None:
+        key, record = item
+        with lock:
+            done[key] = record
+            path.write_text(json.dumps(done, indent=1))
+        note = record.get("error") or f"ACC {record['acc'] * 100:.2f}  ({record['wall_s']:.0f} s)"
+        print(f"  {key}: {note}", flush=True)
+
+    spawn = mp.get_context("spawn")
+    pools = {"cpu": spawn.Pool(workers)}
+    if any(j[1]["device"] != "cpu" for j in todo):
+        pools["cuda"] = spawn.Pool(max(gpu_workers, 1))
+    pending = [pools[j[1]["device"]].apply_async(run_one, (j,), callback=keep) for j in todo]
+    for result in pending:
+        result.wait()
+    for pool in pools.values():
+        pool.close()
+        pool.join()
+    return done
+
+
+def same_run(a: dict, b: dict) -> bool:
+    """The same settings, wherever it ran (a CUDA run is not redone on the CPU)."""
+    return {k: v for k, v in a.items() if k != "device"} == {k: v for k, v in b.items() if k != "device"}
+
+
+def pairs(scenarios, methods) -> list[tuple[str, str]]:
+    """(scenario, method) pairs to run: iCaRL only in class-IL, as in van de Ven & Tolias' table."""
+    return [(s, m) for s in scenarios for m in methods if not (m == "icarl" and s != "class")]
+
+
+def tuning_jobs(scenarios, methods, data_dir, devices) -> list[tuple]:
+    jobs = []
+    for s, m in pairs(scenarios, methods):
+        if GRID[m]:
+            param, values = GRID[m]
+            opts = [flags(s, m, data_dir, devices, {param: v}) for v in values]
+            jobs += [(f"tune/{s}/{m}/{param}={v}", o, TUNE_SEED, True) for v, o in zip(values, opts, strict=True)]
+    return jobs
+
+
+def final_jobs(scenarios, methods, chosen, seeds, data_dir, devices, untuned_only=False) -> list[tuple]:
+    return [
+        (f"final/{s}/{m}/{seed}", flags(s, m, data_dir, devices, chosen.get((s, m), {})), seed, False)
+        for seed in seeds
+        for s, m in pairs(scenarios, methods)
+        if not (untuned_only and GRID[m])
+    ]
+
+
+def choose(done: dict, scenarios, methods) -> dict:
+    """`lifelong tune`'s choice for each tuned (scenario, method): the best validation ACC, first of equals."""
+    chosen = {}
+    print(f"validation ACC (%) per value (seed {TUNE_SEED}, {VALIDATION:.0%} of each task's training data held out):")
+    for s, m in pairs(scenarios, methods):
+        if not GRID[m]:
+            continue
+        param, values = GRID[m]
+        scores = {v: done.get(f"tune/{s}/{m}/{param}={v}", {}).get("acc", float("nan")) for v in values}
+        if all(np.isnan(a) for a in scores.values()):
+            continue
+        best = max(values, key=lambda v: -1 if np.isnan(scores[v]) else scores[v])
+        chosen[(s, m)] = {param: best}
+        print(f"  {s}-IL {m:<12} " + "  ".join(f"{v:g}: {a * 100:.2f}" for v, a in scores.items()) + f"  -> {best:g}")
+    return chosen
+
+
+def table(done: dict, scenarios, methods, chosen, seeds) -> str:
+    lines = [
+        "| method | tuned on validation | " + " | ".join(f"{s}-IL ours | {s}-IL paper" for s in scenarios) + " |",
+        "|---|---|" + "---|---|" * len(scenarios),
+    ]
+    for m in methods:
+        cells, tuned_values = [], []
+        for s in scenarios:
+            accs = [done[k]["acc"] * 100 for seed in seeds if (k := f"final/{s}/{m}/{seed}") in done]
+            paper = PAPER[m][SCENARIOS.index(s)]
+            if (s, m) in chosen:
+                tuned_values.append(f"{s}: " + ", ".join(f"{k}={v:g}" for k, v in chosen[(s, m)].items()))
+            if not accs:
+                cells += ["–", "–" if paper is None else f"{paper:.2f}"]
+                continue
+            sd = np.std(accs, ddof=1) if len(accs) > 1 else float("nan")
+            diff = "" if paper is None else f" ({np.mean(accs) - paper:+.1f})"
+            cells += [f"{np.mean(accs):.2f} ± {sd:.2f}{diff}", "–" if paper is None else f"{paper:.2f}"]
+        lines.append(f"| {m} | {'; '.join(tuned_values) or '–'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data/mnist")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cuda-methods", default="", help="methods to run on the GPU, e.g. dgr,dgr+distill")
+    parser.add_argument("--cuda-workers", type=int, default=4, help="processes sharing the GPU")
+    parser.add_argument("--results", default=str(RESULTS / "split_mnist_memory.json"))
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--methods", default=",".join(PROTOCOL))
+    parser.add_argument("--stage", choices=["tune", "both", "commands", "table"], default="both")
+    parser.add_argument("--smoke", action="store_true", help="20 iterations per task: checks the script, not the paper")
+    args = parser.parse_args()
+    path = Path(args.results).with_stem(Path(args.results).stem + "_smoke") if args.smoke else Path(args.results)
+    devices = {m: "cuda" for m in args.cuda_methods.split(",") if m}
+    if args.smoke:
+        for _, train, _ in PROTOCOL.values():
+            train.update(iterations=20)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    scenarios, methods = args.scenarios.split(","), args.methods.split(",")
+    unknown = sorted(set(methods) - set(PROTOCOL)) + sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown {', '.join(unknown)}; methods: {', '.join(PROTOCOL)}; scenarios: {', '.join(SCENARIOS)}")
+    RESULTS.mkdir(exist_ok=True)
+    if args.stage == "commands":
+        for s, m in pairs(scenarios, methods):
+            if GRID[m]:
+                param, values = GRID[m]
+                opts = flags(s, m, args.data_dir, {}, {"seed": TUNE_SEED})
+                print(command(opts, "tune") + f" --param {param} --values {','.join(map(str, values))}")
+        return
+    where = (scenarios, methods)
+    if args.stage == "table":
+        done = json.loads(path.read_text())
+    else:
+        # The tuning runs and the final runs of methods with nothing to tune share one pool of workers.
+        first = tuning_jobs(*where, args.data_dir, devices)
+        if args.stage == "both":
+            first += final_jobs(*where, {}, seeds, args.data_dir, devices, untuned_only=True)
+        done = run_all(first, args.workers, path, args.cuda_workers)
+    chosen = choose(done, *where)
+    if args.stage == "both":
+        done = run_all(final_jobs(*where, chosen, seeds, args.data_dir, devices), args.workers, path, args.cuda_workers)
+    print(
+        "\nSplit MNIST, final average test accuracy ACC = mean_j R[T,j] (%), mean ± sd over seeds "
+        "(ours − paper in brackets):"
+    )
+    print(table(done, *where, chosen, seeds))
+
+
+if __name__ == "__main__":
+    main()

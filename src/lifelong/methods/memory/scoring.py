@@ -4,7 +4,6 @@ task-IL, every unit seen so far in class-IL, all units in domain-IL). Shared by 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from lifelong.data.task import Stream, Task
 
@@ -14,11 +13,3 @@ def own_units(stream: Stream, task: Task) -> torch.Tensor | None:
     id), on the data's device; None in domain-IL, where every unit is allowed."""
     masks = stream.train_masks([task.id])
     return None if masks is None else masks.to(task.train_x.device)
-
-
-def memory_losses(model, items: dict[str, torch.Tensor], masks: torch.Tensor | None) -> torch.Tensor:
-    """Each remembered example's cross-entropy on its own task's units."""
-    logits = model(items["x"])
-    if masks is not None:
-        logits = logits + masks[items["task"]]
-    return F.cross_entropy(logits, items["y"], reduction="none")

@@ -5,6 +5,7 @@ test_memory_methods.py)."""
 import torch
 import torch.nn.functional as F
 from gradients import flat_grad, set_grad
+from hooks import at_task
 
 import lifelong as ll
 
@@ -14,11 +15,7 @@ def test_the_gradient_is_projected_by_hand_when_it_fights_the_memory():
     torch.manual_seed(0)
     model = ll.models.MLP(s.input_size, [8], s.n_classes)
     agem = ll.methods.AGEM(memory_size=20, reference_batch=20)
-    agem.prepare(model, s)
-    agem.before_task(s.tasks[0], model)
-    agem.after_task(s.tasks[0], model)
-    task = s.tasks[1]
-    agem.before_task(task, model)
+    task = at_task(agem, model, s, 1)
     mask = s.train_masks([1])[1]
     checked = 0
     for start in range(0, 200, 10):  # batches until some are projected

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from gradients import flat_grad, set_grad
+from hooks import at_task
 
 import lifelong as ll
 from lifelong.cli import main
@@ -17,12 +18,7 @@ def test_the_step_is_gems_projection_of_per_task_memory_gradients_computed_separ
     torch.manual_seed(0)
     model = ll.models.MLP(s.input_size, [8], s.n_classes)
     gem = ll.methods.GEM(memory_size=15, margin=0.5)
-    gem.prepare(model, s)
-    for task in s.tasks[:2]:
-        gem.before_task(task, model)
-        gem.after_task(task, model)
-    task = s.tasks[2]
-    gem.before_task(task, model)
+    task = at_task(gem, model, s, 2)
     projected = 0
     for start in range(0, 200, 10):
         x, y = task.train_x[start : start + 10], task.train_y[start : start + 10]
@@ -71,12 +67,7 @@ def test_memory_gradients_are_per_task_gradients_in_every_scenario(scenario, mem
     torch.manual_seed(1)
     model = ll.models.MLP(s.input_size, [8], s.n_classes)
     gem = ll.methods.GEM(memory_size=200, margin=0.0, memory_batch=memory_batch)  # 200 > a task: all of it
-    gem.prepare(model, s)
-    for task in s.tasks[:2]:
-        gem.before_task(task, model)
-        gem.after_task(task, model)
-    task = s.tasks[2]
-    gem.before_task(task, model)
+    task = at_task(gem, model, s, 2)
     stored = [(s.tasks[k].train_x, s.tasks[k].train_y) for k in (0, 1)]
     for start in range(0, 60, 10):
         model.zero_grad()

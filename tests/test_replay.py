@@ -5,6 +5,7 @@ replayed example is scored on its own task's units, it keeps old classes where f
 import pytest
 import torch
 import torch.nn.functional as F
+from hooks import at_task
 
 import lifelong as ll
 from lifelong.cli import main
@@ -15,12 +16,7 @@ def test_loss_is_one_over_t_current_plus_the_rest_replayed_on_each_examples_own_
     torch.manual_seed(0)
     model = ll.models.MLP(s.input_size, [16], s.n_classes)
     replay = ll.methods.Replay(memory_size=30)
-    replay.prepare(model, s)
-    for task in s.tasks[:2]:  # two tasks learned: their data is in the memory
-        replay.before_task(task, model)
-        replay.after_task(task, model)
-    task = s.tasks[2]
-    replay.before_task(task, model)  # t = 3
+    task = at_task(replay, model, s, 2)  # two tasks learned (no steps), their data in the memory: t = 3
     x, y = task.train_x[:8], task.train_y[:8]
     mask = s.train_masks([2])[2]
     state = replay._generator.get_state()
@@ -80,12 +76,7 @@ def test_one_forward_over_both_batches_gives_the_two_forward_gradient(batch_norm
         layers.insert(2, torch.nn.BatchNorm1d(16))
     model = torch.nn.Sequential(*layers)
     replay = ll.methods.Replay(memory_size=30)
-    replay.prepare(model, s)
-    for task in s.tasks[:2]:
-        replay.before_task(task, model)
-        replay.after_task(task, model)
-    task = s.tasks[2]
-    replay.before_task(task, model)
+    task = at_task(replay, model, s, 2)
     x, y, masks = task.train_x[:8], task.train_y[:8], s.train_masks([2])
     state = replay._generator.get_state()
     loss = replay.loss(model, x, y, None if masks is None else masks[2])

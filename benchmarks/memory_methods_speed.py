@@ -12,6 +12,11 @@ depends on what else runs on the machine, so it checks the wall-time ratio when 
 Rows marked ``(not the paper's)`` use a cheaper setting that changes the algorithm (``--no-extra-rows``
 leaves them out); they show what a setting buys, not whether a default passes.
 
+Rows marked ``(floor)`` are fine-tuning plus only the memory gradients the paper's algorithm must compute
+each step (A-GEM: g_ref on the reference batch; GEM: every earlier task's g_k on its whole memory), with
+no projection and nothing else: no implementation of those papers can be faster than its floor, so the
+floor's ratio says whether a target is reachable at the papers' settings at all.
+
 Then GEM's time per task on a stream of 20 permuted tasks (the same work, one run), printed and plotted
 to benchmarks/results/gem_time_per_task.png. Every figure goes to benchmarks/results/memory_methods_speed.json.
 
@@ -50,6 +55,30 @@ EXTRA_ROWS = [
 RESULTS = Path(__file__).parent / "results"
 
 
+class AGEMFloor(ll.methods.AGEM):
+    """A-GEM's unavoidable arithmetic: g_ref on a reference batch every step, then thrown away."""
+
+    def after_backward(self, model, task) -> None:
+        if len(self.memory):
+            items = self.memory.sample(min(self.reference_batch, len(self.memory)), self._generator)
+            self.memory_gradient(model, items["x"], items["y"], self.units(items["task"]))
+
+
+class GEMFloor(ll.methods.GEM):
+    """GEM's unavoidable arithmetic: each earlier task's g_k on its whole memory every step, no projection."""
+
+    def after_backward(self, model, task) -> None:
+        for row, (items, mask) in zip(self._grads, self._blocks, strict=True):
+            self.memory_gradient(model, items["x"], items["y"], mask, out=row)
+
+
+# Floors: no implementation of A-GEM or GEM at the papers' settings can be faster (see the docstring).
+FLOOR_ROWS = [
+    ("agem: g_ref alone (floor)", AGEMFloor, {}, None),
+    ("gem: the g_k alone (floor)", GEMFloor, {}, None),
+]
+
+
 def cpu_per_task(method) -> list[float]:
     """Record the process CPU time of each task's training, from its ``before_task`` to the end of its
     ``after_task`` (the span of fit()'s ``train_s``), by wrapping the two hooks of this one instance."""
@@ -73,13 +102,19 @@ def fit_once(stream, name: str, settings: dict):
     projection rate per task (GEM, A-GEM)."""
     torch.manual_seed(SEED)
     model = ll.models.MLP(stream.input_size, [50, 50, 50], stream.n_classes)
-    method = ll.methods.create(name, **settings)
+    method = create(name, settings)
     cpu = cpu_per_task(method)
     t0 = time.perf_counter()
     result = ll.fit(stream, model, method, epochs=1, lr=LR, batch_size=BATCH, seed=SEED)
     wall = time.perf_counter() - t0
-    rate = method.projection_rate() if hasattr(method, "projection_rate") else None
+    projects = hasattr(method, "projection_rate") and not isinstance(method, (AGEMFloor, GEMFloor))
+    rate = method.projection_rate() if projects else None
     return result, wall, cpu, rate
+
+
+def create(name, settings: dict):
+    """A registered method by name, or a benchmark's own class (the floors)."""
+    return name(**settings) if isinstance(name, type) else ll.methods.create(name, **settings)
 
 
 def usable_rows(rows):
@@ -87,7 +122,7 @@ def usable_rows(rows):
     kept = []
     for row in rows:
         try:
-            ll.methods.create(row[1], **row[2])
+            create(row[1], row[2])
         except ll.LifelongError as e:
             print(f"skipped {row[0]}: {e}")
             continue
@@ -224,9 +259,9 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    rows = ROWS + (EXTRA_ROWS if args.extra_rows else [])
+    rows = ROWS + FLOOR_ROWS + (EXTRA_ROWS if args.extra_rows else [])
     if args.methods:
-        rows = [r for r in rows if r[0] == "finetune" or r[1] in args.methods or r[0] in args.methods]
+        rows = [r for r in rows if r[0] == "finetune" or r[1] in args.methods or r[0].split(":")[0] in args.methods]
     rows = usable_rows(rows)
     print(f"torch {torch.__version__} · {platform.processor() or platform.machine()} · {args.threads} thread(s)")
     samples = args.samples_per_task

@@ -74,6 +74,23 @@ def test_class_balanced_gives_each_class_an_equal_share():
     assert set(memory.summary()["per_class"].values()) == {12}
 
 
+def test_task_balanced_splits_the_memory_over_the_tasks_seen_each_a_uniform_sample():
+    # Hsu et al.'s memory: 60 in all; after task k each of the k tasks keeps 60 / k of its items.
+    counts = torch.zeros(3, 300)
+    for seed in range(200):
+        memory = EpisodicMemory(60, "task-balanced", n_tasks=3, seed=seed)
+        for t, share in enumerate([60, 30, 20]):
+            feed(memory, 300, task=t)
+            per_task = memory.summary()["per_task"]
+            assert len(memory) == 60 and per_task == {k: share for k in range(t + 1)}
+        for t in range(3):
+            counts[t, memory.items(task=t)["x"][:, 0].long()] += 1
+    # Each task's 20 survivors are a uniform sample of its 300 items: kept alike by stream position
+    # (6 blocks of 50), whether the task came first (shrunk twice) or last (reservoir within the task).
+    for t in range(3):
+        assert stats.chisquare(counts[t].reshape(6, -1).sum(1).numpy()).pvalue > 1e-3
+
+
 def test_class_balanced_per_class_size():
     memory = EpisodicMemory(5, "class-balanced", per="class", n_classes=3)
     for c in range(3):
@@ -187,6 +204,11 @@ def test_a_memory_smaller_than_the_classes_is_an_error():
     memory.add(torch.randn(6, 2), torch.tensor([0, 1, 2, 0, 1, 2]), 0)
     with pytest.raises(LifelongError, match="cannot keep one of each of the 4 classes.*memory_size"):
         memory.add(torch.randn(2, 2), torch.tensor([3, 3]), 1)
+    tasks = EpisodicMemory(2, "task-balanced", n_tasks=3)
+    feed(tasks, 10, task=0)
+    feed(tasks, 10, task=1)
+    with pytest.raises(LifelongError, match="cannot keep one of each of the 3 tasks.*memory_size"):
+        feed(tasks, 10, task=2)
     herding = EpisodicMemory(3, "herding")
     with pytest.raises(LifelongError, match="4 classes"):
         herding.add(torch.randn(8, 2), torch.arange(8) % 4, 0, features=torch.randn(8, 2))

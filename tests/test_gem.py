@@ -104,3 +104,53 @@ def test_a_memory_batch_as_large_as_the_memory_is_the_paper_s_gem():
 def test_a_bad_memory_batch_is_refused(tmp_path, capsys):
     assert main(["run", "--method", "gem", "--memory-batch", "0", "--store", str(tmp_path / "r.db")]) == 2
     assert "gem: --memory-batch must be a whole number >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scenario", ["task", "class", "domain"])
+def test_hsu_s_rehearsal_is_half_the_batch_loss_and_half_the_stored_examples_loss(scenario):
+    s = ll.benchmarks.split("synthetic", n_tasks=2, scenario=scenario)
+    torch.manual_seed(0)
+    model = ll.models.MLP(s.input_size, [8], s.n_classes)
+    gem = ll.methods.GEM(memory_size=1, memory_policy="task-balanced", replay=True)  # one stored example
+    task = at_task(gem, model, s, 1)
+    (stored_x,), (stored_y,) = gem.memory.items()["x"], gem.memory.items()["y"]
+    assert any(torch.equal(stored_x, row) for row in s.tasks[0].train_x)  # an example of task 0
+    masks = s.train_masks([1])
+    x, y = task.train_x[:10], task.train_y[:10]
+    got = gem.loss(model, x, y, None if masks is None else masks[1])
+    new, old = model(x), model(stored_x[None])
+    if masks is not None:  # the batch on the current task's units, the stored example on task 0's
+        new, old = new + masks[1], old + masks[0]
+    want = 0.5 * F.cross_entropy(new, y) + 0.5 * F.cross_entropy(old, stored_y[None])
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    plain = ll.methods.GEM(memory_size=1, memory_policy="task-balanced")  # replay off: the batch alone
+    at_task(plain, model, s, 1)
+    assert plain.loss(model, x, y, None if masks is None else masks[1]).item() == pytest.approx(
+        F.cross_entropy(new, y).item(), rel=1e-6
+    )
+
+
+def test_a_task_balanced_memory_gives_one_constraint_per_task_on_its_share():
+    s = ll.benchmarks.split("synthetic", n_tasks=3, scenario="class")
+    torch.manual_seed(0)
+    model = ll.models.MLP(s.input_size, [8], s.n_classes)
+    gem = ll.methods.GEM(memory_size=40, memory_policy="task-balanced", margin=0.0)
+    task = at_task(gem, model, s, 2)
+    assert gem.memory.summary()["per_task"] == {0: 20, 1: 20}  # 40 in all, split over the two tasks seen
+    stored = [(gem.memory.items(task=k)["x"], gem.memory.items(task=k)["y"]) for k in (0, 1)]
+    model.zero_grad()
+    F.cross_entropy(model(task.train_x[:10]) + s.train_masks([2])[2], task.train_y[:10]).backward()
+    g = flat_grad(model).clone()
+    G = by_hand_memory_gradients(model, s, stored, current=2)
+    set_grad(model, g)
+    gem.after_backward(model, task)
+    assert torch.allclose(gem._grads, G, atol=1e-6)
+    assert torch.allclose(flat_grad(model), gem_project(g, G).grad, atol=1e-5)
+
+
+def test_a_task_balanced_memory_smaller_than_the_tasks_is_refused_before_training(tmp_path, capsys):
+    args = ["run", "--method", "gem", "--memory-policy", "task-balanced", "--memory-size", "3"]
+    assert main([*args, "--store", str(tmp_path / "r.db")]) == 2
+    err = capsys.readouterr().err
+    assert "gem: a task-balanced memory of 3 examples cannot keep one of each of the stream's 5 tasks" in err
+    assert "--memory-size 5" in err and err.count("\n") == 1

@@ -14,10 +14,14 @@ from lifelong.cli import main
 T = 2.0
 
 
-def kd_by_hand(new: torch.Tensor, old: torch.Tensor, units: list[int]) -> torch.Tensor:
-    """Hinton's distillation × T² on the columns ``units`` alone (no masks, no call to distillation())."""
+def kd_by_hand(new: torch.Tensor, old: torch.Tensor, units: list[int], scored: list[int] | None = None) -> torch.Tensor:
+    """Hinton's distillation × T² (no masks, no call to distillation()): targets from the columns ``units``
+    of ``old``; the new model's softmax over the columns ``scored`` (default ``units``), which start with
+    ``units``; the targets are zero on the extra columns (van de Ven's zero padding)."""
+    scored = units if scored is None else scored
     q = torch.softmax(old[:, units] / T, dim=1)
-    return -(q * torch.log_softmax(new[:, units] / T, dim=1)).sum(1).mean() * T**2
+    q = torch.cat([q, q.new_zeros(len(q), len(scored) - len(units))], dim=1)
+    return -(q * torch.log_softmax(new[:, scored] / T, dim=1)).sum(1).mean() * T**2
 
 
 @pytest.mark.parametrize("weight", [None, 0.7])
@@ -46,9 +50,9 @@ def test_loss_is_ce_plus_kd_on_the_units_each_scenario_distils(scenario, weight)
     if scenario == "task":  # the current head; KD on each earlier head, averaged
         ce = F.cross_entropy(new[:, heads[2]], y - heads[2][0])
         kd = (kd_by_hand(new, old, heads[0]) + kd_by_hand(new, old, heads[1])) / 2
-    elif scenario == "class":  # every unit seen so far; KD on the classes seen up to the previous task
+    elif scenario == "class":  # every unit seen so far; KD targets on the classes seen up to the previous task
         ce = F.cross_entropy(new[:, heads[0] + heads[1] + heads[2]], y)
-        kd = kd_by_hand(new, old, heads[0] + heads[1])
+        kd = kd_by_hand(new, old, heads[0] + heads[1], scored=heads[0] + heads[1] + heads[2])
     else:  # all units, for both
         ce = F.cross_entropy(new, y)
         kd = kd_by_hand(new, old, list(range(s.n_classes)))

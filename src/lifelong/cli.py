@@ -354,7 +354,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, cls in methods.METHODS.items():
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"  {name:<12} {doc}")
-        print(f"  {'':<12} scenarios: {', '.join(cls.scenarios)}")
+        why = f" (only: {cls.scenarios_why})" if cls.scenarios_why and len(cls.scenarios) < 3 else ""
+        print(f"  {'':<12} scenarios: {', '.join(cls.scenarios)}{why}")
         if cls.known_failures:
             print(f"  {'':<12} expected to fail in: {', '.join(SCENARIO_NAMES[s] for s in cls.known_failures)}")
         for f in cls.hyperparameters():
@@ -386,7 +387,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print()
         for key, value in result.metrics().items():
             print(f"{key:<14} {value * 100:7.2f}   {metrics.DEFINITIONS[key]}")
-        for line in _facts_lines(result.facts):
+        for line in _facts_lines(result.facts) + _capacity_lines(result.capacity, len(result.task_names)):
             print(line)
     elif row.get("progress"):  # running, killed, failed or interrupted: the rows of R it finished
         names = row["progress"]["task_names"]
@@ -406,6 +407,24 @@ def _facts_lines(facts: dict) -> list[str]:
     if "projection_rate" in facts:
         rates = ", ".join(f"{r * 100:.1f}%" for r in facts["projection_rate"])
         lines.append(f"projected: {rates} of each task's steps (their gradient would have raised the memory's loss)")
+    return lines
+
+
+def _capacity_lines(records: list[dict], n_tasks: int) -> list[str]:
+    """What the network and the method held after each task (Result.capacity), in three lines at most:
+    parameters and growth, the free share of the weights (PackNet, CPG), the method's stored state."""
+    from lifelong.data.budget import human
+
+    if not records:  # runs recorded before capacity accounting
+        return []
+    each = "each task" if len(records) == n_tasks else "each training stage"
+    added = ", ".join(f"{r['added']:+,}" for r in records)
+    lines = [f"capacity: {records[-1]['parameters']:,} parameters after the last task; added in {each}: {added}"]
+    if any(r.get("free_fraction") is not None for r in records):
+        free = ", ".join("–" if r.get("free_fraction") is None else f"{r['free_fraction'] * 100:.1f}%" for r in records)
+        lines.append(f"free weights after {each}: {free}")
+    stored = ", ".join(human(r["stored_bytes"]) for r in records)
+    lines.append(f"stored state besides the model after {each}: {stored}")
     return lines
 
 

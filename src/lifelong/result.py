@@ -28,6 +28,8 @@ class Result:
     status: str = "finished"
     n_stages: int | None = None  # training stages; fewer than tasks for joint training (None: one per task)
     facts: dict[str, Any] = dataclasses.field(default_factory=dict)  # what the method measured (Method.facts)
+    # After each training stage: tasks, parameters, added, free_fraction, stored_bytes (methods/capacity.py).
+    capacity: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def sequential(self) -> bool:
@@ -71,6 +73,7 @@ class Result:
             "peak_memory_mb": self.peak_memory_mb,
             "n_stages": self.n_stages,
             "facts": self.facts,
+            "capacity": self.capacity,
         }
 
     @classmethod
@@ -90,4 +93,5 @@ class Result:
             status=d.get("status", "finished"),
             n_stages=d.get("n_stages"),
             facts=d.get("facts", {}),
+            capacity=d.get("capacity", []),  # absent before issue 8
         )

@@ -20,6 +20,7 @@ from torch import nn
 
 from lifelong.data.task import Stream
 from lifelong.errors import DivergedError, LifelongError, option, warn
+from lifelong.methods import capacity
 from lifelong.methods.base import Method
 from lifelong.methods.baselines import Finetune
 from lifelong.result import Result
@@ -199,7 +200,8 @@ def fit(
             on_row(len(rows) - 1, len(stages), {v: [row[v] for row in rows] for v in rows[0]})
 
     row_done()
-    curves, losses, train_s = [], [], []
+    curves, losses, train_s, held = [], [], [], []
+    parameters = capacity.parameters(model)  # before any task: what the first task adds is counted from here
     optimizer = None
     for i, stage in enumerate(stages):
         t0 = time.perf_counter()
@@ -255,6 +257,8 @@ def fit(
                 progress(i, len(stages), epoch, n_epochs)
         method.after_task(task, model)
         train_s.append(time.perf_counter() - t0)
+        held.append(capacity.record(method, model, tasks=max(stage) + 1, before=parameters))  # outside train_s
+        parameters = held[-1]["parameters"]
         rows.append(timed_eval(max(stage)))
         row_done()
 
@@ -278,4 +282,5 @@ def fit(
         peak_memory_mb=peak_mb,
         n_stages=len(stages),
         facts=json.loads(json.dumps(method.facts())),  # as the store keeps them: int keys read back as strings
+        capacity=held,
     )

@@ -12,6 +12,9 @@ from lifelong.methods.memory.icarl import ICaRL
 from lifelong.methods.memory.lwf import LwF
 from lifelong.methods.memory.replay import Replay
 from lifelong.methods.regularization import EWC, L2, MAS, SCP, SI, OnlineEWC, Regularizer, RWalk
+from lifelong.methods.resources.cpg import CPG
+from lifelong.methods.resources.packnet import PackNet
+from lifelong.methods.resources.pnn import PNN
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
@@ -33,6 +36,9 @@ METHODS: dict[str, type[Method]] = {
         LwF,
         ICaRL,
         DGR,
+        PNN,
+        PackNet,
+        CPG,
     )
 }
 
@@ -75,6 +81,9 @@ __all__ = [
     "LwF",
     "ICaRL",
     "DGR",
+    "PNN",
+    "PackNet",
+    "CPG",
     "get",
     "create",
 ]

@@ -20,6 +20,7 @@ from torch import nn
 
 from lifelong.data.task import SCENARIO_NAMES, SCENARIOS, Stream, Task
 from lifelong.errors import LifelongError, option
+from lifelong.methods import capacity
 
 
 def param(default, help: str, **checks):
@@ -33,9 +34,15 @@ class Method:
 
     name: ClassVar[str] = "method"
     scenarios: ClassVar[tuple[str, ...]] = SCENARIOS  # the scenarios this method is valid in
+    # Why the others are refused (one clause, shown in the error and by `lifelong list`), e.g. "it picks
+    # the task's own parameters at test time, and only task-IL tells it the task".
+    scenarios_why: ClassVar[str] = ""
     # Scenarios where the method runs but is known not to work: why, and the paper that shows it. Running
     # there prints this first, so that nobody spends a run finding out (van de Ven & Tolias 2019).
     known_failures: ClassVar[dict[str, str]] = {}
+    # Attributes that are working space, rebuilt for each task or step from the rest (per-step buffers,
+    # caches, the current task's masks): capacity() does not count them as the method's stored state.
+    scratch: ClassVar[tuple[str, ...]] = ()
 
     # ---- set-up ---------------------------------------------------------------------------------
 
@@ -62,8 +69,9 @@ class Method:
 
     def check(self, stream: Stream) -> None:
         if stream.scenario not in self.scenarios:
+            why = f": {self.scenarios_why}" if self.scenarios_why else ""
             raise LifelongError(
-                f"{self.name} does not support the {stream.scenario}-incremental scenario; "
+                f"{self.name} does not support the {stream.scenario}-incremental scenario{why}; "
                 f"use {option('scenario')} {' or '.join(self.scenarios)}"
             )
 
@@ -103,6 +111,18 @@ class Method:
     def predict(self, model: nn.Module, x: torch.Tensor, task: Task) -> torch.Tensor:
         """Logits for a test batch of ``task`` (fit() applies the scenario's mask afterwards)."""
         return model(x)
+
+    def capacity(self, model: nn.Module) -> dict:
+        """What the network and the method hold after a task (issue 8's capacity accounting; JSON-able):
+        ``parameters`` of the model, ``free_fraction`` of its weights no task owns yet (None where the idea
+        does not apply), ``stored_bytes`` of the method's own state besides the model, found by walking the
+        method's attributes (methods/capacity.py; ``scratch`` names what is left out). Methods that own
+        weights per task (PackNet, CPG) fill in ``free_fraction``."""
+        return {
+            "parameters": capacity.parameters(model),
+            "free_fraction": None,
+            "stored_bytes": capacity.stored_bytes(self, model),
+        }
 
     def facts(self) -> dict:
         """What the method measured about itself during the run, kept in the run's record (JSON-able):

@@ -56,6 +56,7 @@ class Independent(Method):
 
     name: ClassVar[str] = "independent"
     scenarios: ClassVar[tuple[str, ...]] = ("task", "domain")
+    scenarios_why: ClassVar[str] = "it tests task t with model t, so it needs the task's identity at test time"
 
     def prepare(self, model: nn.Module, stream) -> nn.Module:
         self.initial = copy.deepcopy(model.state_dict())

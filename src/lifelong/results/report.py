@@ -126,7 +126,8 @@ def write_report(
             path = _plot_epoch_curves(entries, out / f"{slug}-epochs.png")
             lines += ["", "Per-epoch accuracy of every task (drops right after a task switch: the stability gap):"]
             lines += ["", f"![Per-epoch accuracy of every task]({path.name})"]
-        lines += _memory_section(entries) + _projection_section(entries) + _generated_section(entries, out, slug)
+        lines += _memory_section(entries) + _capacity_section(entries, out, slug)
+        lines += _projection_section(entries) + _generated_section(entries, out, slug)
         for k, entry in enumerate(entries, start=1):
             lines += ["", f"### {entry.label}: accuracy matrix R", ""]
             lines += _r_matrix_section(entry)
@@ -278,6 +279,73 @@ def _kept(facts: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     if "generator" in facts:
         kept["generator"] = facts["generator"]
     return kept
+
+
+def _capacity_section(entries: list[_Entry], out: Path, slug: str) -> list[str]:
+    """Parameters and stored state against tasks (Result.capacity, issue 8): what each method spends for
+    what it remembers. PNN grows a column per task, PackNet and CPG fill a fixed network (free share),
+    regularisers and memories keep state besides the model. Runs recorded before this have no records."""
+    counted = [(e, [r.capacity for r in e.results if r.capacity]) for e in entries]
+    counted = [(e, runs) for e, runs in counted if runs]
+    if not counted:
+        return []
+    rows = []
+    for e, runs in counted:
+        last = [run[-1] for run in runs]
+        params, params_sd = _mean_sd([r["parameters"] for r in last])
+        added = (_mean_sd([r["added"] for r in stage])[0] for stage in zip(*runs, strict=False))
+        free = _mean_sd([r["free_fraction"] for r in last if r.get("free_fraction") is not None])[0]
+        stored = _mean_sd([r["stored_bytes"] for r in last])[0]
+        spread = f" ± {params_sd:,.0f}" if params_sd > 0 else ""  # nan (one seed) and 0 both print nothing
+        rows.append(
+            [e.label, f"{params:,.0f}{spread}", ", ".join(f"{a:+,.0f}" for a in added), _pct(free), human(stored)]
+        )
+    figure = _save(_capacity_figure(counted), out / f"{slug}-capacity.png")
+    header = ["method", "parameters after the last task", "added in each task", "free (%)", "stored state"]
+    return [
+        "",
+        "### Capacity: parameters and stored state",
+        "",
+        "Parameters of the network after the last task and those added while each task was learned (growth); "
+        "the share of the weights no task owns yet (methods that give weights to tasks); the bytes the method "
+        "keeps besides the network (importances and anchors, memories, model copies) after the last task. "
+        "Mean over seeds.",
+        "",
+        *_md_table(header, rows),
+        "",
+        f"![capacity: parameters against tasks]({figure.name})",
+    ]
+
+
+def _capacity_figure(counted: list[tuple[_Entry, list[list[dict]]]]) -> Figure:
+    """Two panels, one line per method setting (mean over seeds): the network's parameters against the
+    tasks learned, from the network before training (0), and the method's stored bytes after each task."""
+    fig = _figure(1, 2, width=10.0, height=3.6)
+    grow, keep = fig.axes
+    most = max(r["stored_bytes"] for _, runs in counted for run in runs for r in run)
+    unit, scale = ("MB", 2**20) if most >= 2**20 else ("KB", 2**10)
+    for k, (e, runs) in enumerate(counted):
+        stages = list(zip(*runs, strict=False))  # per stage, one record per seed
+        tasks = [0] + [stage[0]["tasks"] for stage in stages]
+        start = [_mean_sd([run[0]["parameters"] - run[0]["added"] for run in runs])[0]]
+        params = start + [_mean_sd([r["parameters"] for r in stage])[0] for stage in stages]
+        stored = [_mean_sd([r["stored_bytes"] for r in stage])[0] / scale for stage in stages]
+        # Methods often hold the same counts: hollow markers of different shapes keep overlapping lines visible.
+        style = {"marker": "os^Dv<>ph*"[k % 10], "markersize": 6, "fillstyle": "none", "color": f"C{k % 10}"}
+        grow.plot(tasks, params, label=e.label, **style)
+        keep.plot(tasks[1:], stored, label=e.label, **style)
+    grow.set_title("capacity: parameters against tasks", fontsize=10)
+    grow.set_ylabel("parameters of the network")
+    grow.set_ylim(bottom=0)
+    keep.set_title("stored state besides the network", fontsize=10)
+    keep.set_ylabel(f"{unit} (1 {unit} = {scale} bytes)")
+    keep.set_ylim(bottom=0)
+    for ax in (grow, keep):
+        ax.set_xlabel("tasks learned")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    _legend(grow)
+    return fig
 
 
 def _projection_section(entries: list[_Entry]) -> list[str]:

@@ -12,6 +12,8 @@ Selection policies (which items stay when the memory is full):
 - ``ring``            a fixed number of slots per task, first in first out within them (GEM's memory,
                       Lopez-Paz & Ranzato 2017; Chaudhry et al. 2019).
 - ``class-balanced``  the capacity is split equally over the classes seen so far.
+- ``task-balanced``   the capacity is split equally over the tasks seen so far, a uniform sample of each
+                      (Hsu et al. 2018's rehearsal and GEM memory, arXiv 1810.12488).
 - ``herding``         iCaRL's exemplars (Rebuffi et al. 2017, arXiv 1611.07725), chosen from features.
 
 ``size`` is the total capacity (``per="total"``), or the slots per task or per class.
@@ -25,7 +27,7 @@ import torch
 
 from lifelong.errors import LifelongError, option
 
-POLICIES = ("reservoir", "ring", "class-balanced", "herding")
+POLICIES = ("reservoir", "ring", "class-balanced", "task-balanced", "herding")
 PER = ("total", "task", "class")
 
 
@@ -55,6 +57,15 @@ def herding_order(features: torch.Tensor, m: int | None = None) -> torch.Tensor:
     return torch.tensor(order, dtype=torch.long)
 
 
+def one_per_task(method: str, size: int, n_tasks: int) -> None:
+    """Refuse a task-balanced memory without a slot for each of the stream's tasks, before any training."""
+    if size < n_tasks:
+        raise LifelongError(
+            f"{method}: a task-balanced memory of {size} examples cannot keep one of each of the stream's "
+            f"{n_tasks} tasks; use {option('memory_size')} {n_tasks} or more"
+        )
+
+
 class EpisodicMemory:
     """A fixed-capacity store of past examples with one selection policy (see the module docstring)."""
 
@@ -72,8 +83,9 @@ class EpisodicMemory:
             raise LifelongError(f"unknown {option('memory_policy')} {policy!r}; choose one of: {', '.join(POLICIES)}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise LifelongError(f"{option('memory_size')} must be a whole number >= 1 (got {size!r})")
-        if per not in PER or (per == "class" and policy == "ring") or (per == "task" and policy != "ring"):
-            allowed = "total or task" if policy == "ring" else "total or class"
+        by_task = policy in ("ring", "task-balanced")
+        if per not in PER or (per == "class" and by_task) or (per == "task" and policy != "ring"):
+            allowed = "total or task" if policy == "ring" else "total" if by_task else "total or class"
             raise LifelongError(f"{option('memory_per')} must be {allowed} for the {policy} policy (got {per!r})")
         need = {
             "task": n_tasks if policy == "ring" or per == "task" else 1,
@@ -96,8 +108,8 @@ class EpisodicMemory:
         self._occ = torch.empty(self.capacity, dtype=torch.long)  # occupied slots, first len(self) entries
         self._n = 0
         self._task_seen: dict[int, int] = {}  # ring: items of each task seen so far
-        self._class_seen: dict[int, int] = {}  # class-balanced: items of each class seen so far
-        self._slots: dict[int, list[int]] = {}  # class-balanced and herding: each class's slots
+        self._seen_of: dict[int, int] = {}  # class- and task-balanced: items of each class (task) seen so far
+        self._slots: dict[int, list[int]] = {}  # class-/task-balanced and herding: each class's (task's) slots
 
     # ---- inserting --------------------------------------------------------------------------------
 
@@ -157,13 +169,21 @@ class EpisodicMemory:
         the largest class, and a class at its share replaces its own items by reservoir sampling within
         the class (class-balanced reservoir, Chrysakis & Moens 2020, "Online continual learning from
         imbalanced data"). Per class (``per="class"``) every class keeps up to ``size`` items."""
+        return self._balanced(y)
+
+    def _task_balanced(self, y, task):
+        """The same with tasks for classes: each task seen so far keeps capacity / tasks items, a uniform
+        sample of its data (Hsu et al. 2018 reduce each task's random sample to its share)."""
+        return self._balanced(task)
+
+    def _balanced(self, keys):
         free = (~self._filled).nonzero().flatten().tolist()[::-1]
         chosen: dict[int, int] = {}  # slot -> batch row; a later row overwrites an earlier one
-        for row, c in enumerate(y.tolist()):
+        for row, c in enumerate(keys.tolist()):
             slots = self._slots.setdefault(c, [])
-            self._class_seen[c] = self._class_seen.get(c, 0) + 1
+            self._seen_of[c] = self._seen_of.get(c, 0) + 1
             if len(self._slots) > self.capacity // (self.size if self.per == "class" else 1):
-                raise self._too_small(len(self._slots))
+                raise self._too_small(len(self._slots), "tasks" if self.policy == "task-balanced" else "classes")
             largest = None if free or self.per == "class" else max(self._slots.values(), key=len)
             if free and (self.per != "class" or len(slots) < self.size):
                 slot = free.pop()
@@ -173,7 +193,7 @@ class EpisodicMemory:
                 slot, victim[i] = victim[i], victim[-1]
                 victim.pop()
             else:
-                i = self._rng.randrange(self._class_seen[c])
+                i = self._rng.randrange(self._seen_of[c])
                 if i < len(slots):
                     chosen[slots[i]] = row
                 continue
@@ -202,9 +222,9 @@ class EpisodicMemory:
             self._write(batch, slots, rows)
         self.seen += len(y)
 
-    def _too_small(self, k: int) -> LifelongError:
+    def _too_small(self, k: int, what: str = "classes") -> LifelongError:
         return LifelongError(
-            f"a memory of {self.capacity} items cannot keep one of each of the {k} classes seen; "
+            f"a memory of {self.capacity} items cannot keep one of each of the {k} {what} seen; "
             f"raise {option('memory_size')} or use another {option('memory_policy')}"
         )
 

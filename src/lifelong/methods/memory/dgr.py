@@ -67,6 +67,7 @@ class DGR(Method):
     previous solver (hard labels, or soft targets with distill)."""
 
     name: ClassVar[str] = "dgr"
+    scratch: ClassVar[tuple[str, ...]] = ("_label_masks", "_score_masks", "_batch")  # this task's, this step's
 
     distill: bool = param(False, "replay soft targets of the previous solver (DGR+distill) instead of its labels")
     temperature: float = param(2.0, "T: distillation temperature (> 0), with distill")

@@ -4,6 +4,7 @@ example's own task units, and writing a projected gradient back before the optim
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 
@@ -17,12 +18,16 @@ from lifelong.methods.regularization.base import ParamLayout
 class GradientMemory(Method):
     """The base of GEM and A-GEM: subclasses project the gradient in ``after_backward``."""
 
+    scratch: ClassVar[tuple[str, ...]] = ("_masks",)  # the current task's: rebuilt by before_task
     memory_size: int = 256  # redefined by each subclass with its own default and help
 
     def prepare(self, model, stream):
         self.stream = stream
         self.layout = ParamLayout(model)
-        self.memory = EpisodicMemory(self.memory_size, "ring", per="task", n_tasks=len(stream))
+        # GEM may also take Hsu et al.'s task-balanced memory (memory_size in all); A-GEM keeps the ring.
+        policy = getattr(self, "memory_policy", "ring")
+        per = "task" if policy == "ring" else "total"
+        self.memory = EpisodicMemory(self.memory_size, policy, per=per, n_tasks=len(stream), seed=torch.initial_seed())
         self._generator = torch.Generator().manual_seed(torch.initial_seed() + 1)
         self._projected: list[list[int]] = []  # per task: [projected steps, steps]
         return model

@@ -62,6 +62,7 @@ class ICaRL(Method):
     """Herding exemplars, BCE with distillation on old units, nearest-mean-of-exemplars classifier."""
 
     name: ClassVar[str] = "icarl"
+    scratch: ClassVar[tuple[str, ...]] = ("_masks", "_new", "_old")  # the current task's units
 
     memory_size: int = param(2000, "exemplars kept in all (K), shared equally by the classes seen", min=1)
     temperature: float = param(2.0, "T: old units' targets are sigmoid(old logits / T), > 0 (paper 1, van de Ven 2)")

@@ -32,7 +32,7 @@ from torch import nn
 
 from lifelong.errors import LifelongError, option
 from lifelong.methods.base import Method, cross_entropy, param
-from lifelong.methods.memory.buffer import PER, POLICIES, EpisodicMemory
+from lifelong.methods.memory.buffer import PER, POLICIES, EpisodicMemory, one_per_task
 from lifelong.methods.memory.scoring import own_units
 
 INSERT_CHUNK = 4096  # the task's data enters the memory in chunks of this many examples
@@ -43,6 +43,7 @@ class Replay(Method):
     """(1/t) CE(current) + (1 − 1/t) CE(replayed): each batch mixed with one drawn from the episodic memory."""
 
     name: ClassVar[str] = "replay"
+    scratch: ClassVar[tuple[str, ...]] = ("_masks", "_weights")  # the current task's masks and loss weights
 
     memory_size: int = param(1000, "examples the episodic memory holds (in all, or per task/class)", min=1)
     memory_policy: str = param("reservoir", "which examples stay when the memory is full", choices=POLICIES)
@@ -59,6 +60,8 @@ class Replay(Method):
                 f"replay: a {self.memory_policy} memory of {self.memory_size} examples cannot keep one of each of "
                 f"the stream's {n_classes} classes; use {option('memory_size')} {n_classes} or more"
             )
+        if self.memory_policy == "task-balanced":
+            one_per_task(self.name, self.memory_size, len(stream))
 
     def prepare(self, model, stream):
         self.stream = stream

@@ -162,6 +162,9 @@ class Regularizer(Method):
     accumulate: ClassVar[str] = "sum"
     anchor: ClassVar[str] = "latest"
     positive: ClassVar[tuple[str, ...]] = ()  # settings that must be > 0, not only >= 0
+    # Stored: Ω, θ* (flat) and c. Rebuilt from them and the optimizer each task: the lr vector, the
+    # proximal step's views; the last penalty gradient is per step.
+    scratch: ClassVar[tuple[str, ...]] = ("_lr", "_pull", "_target", "_penalty_grad")
     known_failures: ClassVar[dict[str, str]] = {
         "class": "a penalty keeps the old weights near their values but, without old data, cannot teach the "
         "shared output layer to tell old classes from new ones; EWC, online EWC and SI score about 20 % on "

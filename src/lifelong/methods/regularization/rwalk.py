@@ -68,6 +68,17 @@ class RWalk(Regularizer):
     name: ClassVar[str] = "rwalk"
     accumulate: ClassVar[str] = "latest"
     positive: ClassVar[tuple[str, ...]] = ("xi",)
+    # Kept across tasks: the running Fisher and the averaged score; the rest is the current task's.
+    scratch: ClassVar[tuple[str, ...]] = (
+        *Regularizer.scratch,
+        "_task_score",
+        "_interval",
+        "_previous",
+        "_interval_start",
+        "_grad",
+        "_batches",
+        "_mask",
+    )
 
     lam: float = param(1.0, "λ: penalty strength", min=0)
     alpha: float = param(0.9, "α: EWC++ weight of the newest Fisher estimate", min=0, max=1)

@@ -41,6 +41,8 @@ class SI(Regularizer):
     name: ClassVar[str] = "si"
     accumulate: ClassVar[str] = "sum"
     positive: ClassVar[tuple[str, ...]] = ("xi",)
+    # The path integral and its start are the current task's, restarted by before_task.
+    scratch: ClassVar[tuple[str, ...]] = (*Regularizer.scratch, "_path", "_start", "_previous", "_grad")
 
     lam: float = param(0.1, "c: penalty strength", min=0)
     xi: float = param(0.1, "ξ: damping of the squared total change Δ² (> 0)", min=0)

@@ -221,3 +221,16 @@ def test_a_unit_never_changes_hands():
     with pytest.raises(ValueError, match="owned by another task"):
         owners.claim_units(1, 2, [2, 3])
     assert owners.weight[2][:, 0].tolist() == [1, 1, 1] + [0] * (s.n_classes - 3)
+
+
+def test_show_prints_packnet_and_cpg_facts_one_line_each():
+    from lifelong.cli import _facts_lines
+
+    assert _facts_lines({"prune": [0.8, 0.75, 0.0]}) == [
+        "pruned: 80%, 75%, 0% of each task's weights (per layer, by magnitude)"
+    ]
+    cpg = {"goal": [0.9, 0.5], "val_accuracy": [0.95, 0.5], "sparsity": [0.8, 0.0], "units_grown": [10, 0]}
+    assert _facts_lines(cpg) == [
+        "per task (validation): goal 90.0% reached 95.0%, sparsity 80%, +10 units; "
+        "goal 50.0% reached 50.0%, sparsity 0%, +0 units"
+    ]

@@ -407,6 +407,17 @@ def _facts_lines(facts: dict) -> list[str]:
     if "projection_rate" in facts:
         rates = ", ".join(f"{r * 100:.1f}%" for r in facts["projection_rate"])
         lines.append(f"projected: {rates} of each task's steps (their gradient would have raised the memory's loss)")
+    if "prune" in facts:  # PackNet
+        pruned = ", ".join(f"{p * 100:.0f}%" for p in facts["prune"])
+        lines.append(f"pruned: {pruned} of each task's weights (per layer, by magnitude)")
+    if "sparsity" in facts:  # CPG
+        per_task = [
+            f"goal {g * 100:.1f}% reached {a * 100:.1f}%, sparsity {s * 100:.0f}%, +{u} units"
+            for g, a, s, u in zip(
+                facts["goal"], facts["val_accuracy"], facts["sparsity"], facts["units_grown"], strict=True
+            )
+        ]
+        lines.append("per task (validation): " + "; ".join(per_task))
     return lines
 
 

@@ -4,7 +4,6 @@ and its straight-through gradient by hand, and Zhu & Gupta's cubic schedule by h
 
 import pytest
 import torch
-from torch import nn
 
 import lifelong as ll
 from lifelong.cli import main
@@ -154,21 +153,6 @@ def test_bad_settings_are_one_line_errors(settings):
         CPG(**settings)
     (name,) = settings
     assert f"cpg: {name} must be" in str(e.value) and "\n" not in str(e.value)
-
-
-def test_other_models_are_refused():
-    s = stream()
-    model = nn.Sequential(nn.Flatten(), nn.Linear(s.input_size, s.n_classes))
-    with pytest.raises(ll.LifelongError, match="cpg works on lifelong.models.MLP only"):
-        ll.fit(s, model, CPG(), iterations=1)
-
-
-@pytest.mark.parametrize("scenario", ["class", "domain"])
-def test_class_and_domain_il_are_refused_from_the_command_line(tmp_path, capsys, scenario):
-    args = ["run", "--method", "cpg", "--benchmark", "split-synthetic", "--scenario", scenario]
-    assert main([*args, "--store", str(tmp_path / "r.db")]) == 2
-    err = capsys.readouterr().err
-    assert "cpg does not support the" in err and "only task-IL" in err and err.count("\n") == 1, err
 
 
 def test_runs_end_to_end_from_the_command_line(tmp_path, capsys):

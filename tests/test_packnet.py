@@ -5,7 +5,6 @@ pruned weights at zero; bad settings and other scenarios are one-line errors; th
 
 import pytest
 import torch
-from torch import nn
 
 import lifelong as ll
 from lifelong.cli import main
@@ -172,21 +171,6 @@ def test_bad_settings_are_one_line_errors(bad, message):
     with pytest.raises(ll.LifelongError, match=message) as e:
         PackNet(**bad)
     assert "\n" not in str(e.value)
-
-
-def test_refuses_other_models_in_one_line():
-    s = stream()
-    model = nn.Sequential(nn.Flatten(), nn.Linear(s.input_size, s.n_classes))
-    with pytest.raises(ll.LifelongError, match="packnet works on lifelong.models.MLP only"):
-        ll.fit(s, model, PackNet(), iterations=1)
-
-
-@pytest.mark.parametrize("scenario", ["class", "domain"])
-def test_class_and_domain_il_are_refused_from_the_command_line(tmp_path, capsys, scenario):
-    args = ["run", "--method", "packnet", "--benchmark", "split-synthetic", "--scenario", scenario]
-    assert main([*args, "--store", str(tmp_path / "r.db")]) == 2
-    err = capsys.readouterr().err
-    assert "packnet does not support the" in err and "only task-IL" in err and err.count("\n") == 1, err
 
 
 def test_a_bad_setting_from_the_command_line_names_the_flag(tmp_path, capsys):

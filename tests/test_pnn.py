@@ -4,7 +4,6 @@ hand, a task not learned yet is answered by the column it will start from, and t
 
 import pytest
 import torch
-from torch import nn
 
 import lifelong as ll
 from lifelong.cli import main
@@ -127,21 +126,6 @@ def test_a_task_not_learned_yet_is_answered_by_the_column_it_will_start_from():
     assert len(net.columns) == 2 and len(list(net.parameters())) == 6 + 6 + 2 * 3  # not part of the model
     pnn.before_task(task, net)
     assert torch.equal(pnn.predict(net, x, task), before)
-
-
-def test_refuses_other_models_in_one_line():
-    s = stream()
-    model = nn.Sequential(nn.Flatten(), nn.Linear(s.input_size, s.n_classes))
-    with pytest.raises(ll.LifelongError, match="pnn works on lifelong.models.MLP only"):
-        ll.fit(s, model, PNN(), iterations=1)
-
-
-@pytest.mark.parametrize("scenario", ["class", "domain"])
-def test_class_and_domain_il_are_refused_from_the_command_line(tmp_path, capsys, scenario):
-    args = ["run", "--method", "pnn", "--benchmark", "split-synthetic", "--scenario", scenario]
-    assert main([*args, "--store", str(tmp_path / "r.db")]) == 2
-    err = capsys.readouterr().err
-    assert "pnn does not support the" in err and "only task-IL" in err and err.count("\n") == 1, err
 
 
 def test_runs_end_to_end_from_the_command_line(tmp_path, capsys):

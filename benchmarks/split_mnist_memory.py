@@ -19,6 +19,12 @@ Protocols (5 tasks of 2 classes; MLP 784-400-400; task-IL = one head per task by
   ``gem`` is the paper's GEM under the same training (a ring of 1100 / 5 = 220 per task, no rehearsal);
   naive rehearsal = ``replay`` with Adam lr 1e-3 and a 1100-example memory.
 
+Checks of what else differs in Hsu et al.'s code (run only when named in ``--methods``), each adding one
+difference to the one before: ``gem-hsu-steps`` their number of steps (batches of 64 new + 64 stored
+examples: their loader mixes the new data with as many stored ones into batches of 128, so an epoch has
+twice the steps); ``gem-hsu-code`` two constraints per task (HsuGEM below); ``gem-hsu-input`` their input
+standardisation (Standardized below). HsuGEM and HsuGEMStandardized are registered by this script only.
+
 Reported: final average test accuracy ACC = mean_j R[T,j] (%), mean ± sd over seeds, in the stream's
 own scenario. Runs go to worker processes (one thread each); every finished run is kept in
 benchmarks/results/split_mnist_memory*.json, so an interrupted benchmark resumes where it stopped.
@@ -31,12 +37,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from runs import best_value, command, run_all
+
+from lifelong import methods
+from lifelong.methods.memory.gem import GEM
 
 # Published means (%), task / domain / class-IL. van de Ven & Tolias 2019 Table 4 (20 seeds); GEM and
 # naive rehearsal from Hsu et al. 2018 (Table 2).
@@ -48,6 +56,9 @@ PAPER = {
     "icarl": (None, None, 94.57),
     "gem": (98.42, 96.16, 92.20),
     "gem-hsu": (98.42, 96.16, 92.20),
+    "gem-hsu-steps": (98.42, 96.16, 92.20),
+    "gem-hsu-code": (98.42, 96.16, 92.20),
+    "gem-hsu-input": (98.42, 96.16, 92.20),
     "replay": (99.40, 95.16, 90.78),
 }
 SCENARIOS = ("task", "domain", "class")
@@ -66,7 +77,29 @@ PROTOCOL = {
         {"memory_size": 1100, "memory_policy": "task-balanced", "replay": True},
     ),
     "replay": ("replay", {**HSU, "optimizer": "adam", "lr": 1e-3}, {"memory_size": 1100}),
+    # A check, not a protocol of theirs: their loader mixes the new data with as many stored examples into
+    # batches of 128, so an epoch has twice the steps of the new data alone. Batches of 64 new examples
+    # (+ 64 stored, from ``replay``) give the same number of steps of the same 128-example make-up.
+    "gem-hsu-steps": (
+        "gem",
+        {**HSU, "batch_size": 64, "optimizer": "sgd", "lr": 0.01},
+        {"memory_size": 1100, "memory_policy": "task-balanced", "replay": True},
+    ),
+    # A second check: ``gem-hsu-steps`` with each task's stored share split into two constraints (HsuGEM).
+    "gem-hsu-code": (
+        "gem-hsu-code",
+        {**HSU, "batch_size": 64, "optimizer": "sgd", "lr": 0.01},
+        {"memory_size": 1100, "memory_policy": "task-balanced", "replay": True},
+    ),
+    # The third: ``gem-hsu-code`` on inputs standardised as theirs (HsuGEMStandardized).
+    "gem-hsu-input": (
+        "gem-hsu-input",
+        {**HSU, "batch_size": 64, "optimizer": "sgd", "lr": 0.01},
+        {"memory_size": 1100, "memory_policy": "task-balanced", "replay": True},
+    ),
 }
+# Checks of the GEM gap run only when named (--methods gem-hsu-steps,gem-hsu-code,gem-hsu-input).
+CHECKS = ("gem-hsu-steps", "gem-hsu-code", "gem-hsu-input")
 # The one setting tuned per method on the validation split (None: the protocol fixes everything).
 GRID = {
     "offline": None,
@@ -76,9 +109,58 @@ GRID = {
     "icarl": None,
     "gem": ("margin", [0.0, 0.5, 1.0]),
     "gem-hsu": ("margin", [0.0, 0.5, 1.0]),
+    "gem-hsu-steps": ("margin", [0.0, 0.5, 1.0]),
+    "gem-hsu-code": ("margin", [0.0, 0.5, 1.0]),
+    "gem-hsu-input": ("margin", [0.0, 0.5, 1.0]),
     "replay": None,
 }
 TUNE_SEED, VALIDATION = 100, 0.1
+
+
+class HsuGEM(GEM):
+    """A check, not a method of the library: GEM with two constraints per earlier task, as Hsu et al.'s code
+    ends up with. Their GEM.learn_batch updates the memory after calling their rehearsal's learn_batch,
+    which updates it too, so the task counter advances by two per task and each task keeps two random
+    samples of 1100 / (2 · tasks seen) examples, one constraint each. Here each task's share (task-balanced,
+    1100 / tasks seen) is split at random into two halves, drawn anew each task. Registered by this script
+    only (module level, so that the spawned workers, which import this script, have it too)."""
+
+    name = "gem-hsu-code"
+
+    def before_task(self, task, model) -> None:
+        super().before_task(task, model)
+        halves = []
+        for items, mask in self._blocks:
+            order = torch.randperm(len(items["y"]), generator=self._generator).to(items["y"].device)
+            halves += [({k: v[part] for k, v in items.items()}, mask) for part in order.tensor_split(2)]
+        self._blocks = halves
+        self._grads = torch.empty(len(halves), self.layout.size, device=self._grads.device)
+
+
+class Standardized(torch.nn.Module):
+    """Hsu et al.'s input normalisation (their dataloaders/base.py): (x − 0.1) / 0.2752, the statistics of
+    MNIST zero-padded to 32 × 32. Their images are padded first; here they stay 28 × 28, so their 240
+    constant padding inputs (a second bias of the first layer) are missing."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - 0.1) / 0.2752)
+
+
+class HsuGEMStandardized(HsuGEM):
+    """The third check: HsuGEM on inputs normalised as theirs (ours are pixels in [0, 1])."""
+
+    name = "gem-hsu-input"
+
+    def prepare(self, model, stream):
+        return super().prepare(Standardized(model), stream)
+
+
+for check in (HsuGEM, HsuGEMStandardized):
+    methods.METHODS[check.name] = check
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -100,78 +182,6 @@ def flags(scenario: str, method: str, data_dir: str, devices: dict, extra: dict)
     }
 
 
-def command(opts: dict, verb: str = "run") -> str:
-    parts = [f"lifelong {verb}"]
-    for key, value in opts.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            value = "true"
-        if isinstance(value, list):
-            value = ",".join(map(str, value))
-        parts.append(f"{flag} {value}")
-    return " ".join(parts)
-
-
-def run_one(job: tuple) -> tuple[str, dict]:
-    key, opts, seed, validation = job
-    import torch
-
-    from lifelong import config
-    from lifelong.experiment import Experiment
-
-    torch.set_num_threads(1)
-    cfg = config.resolve(None, {**opts, "seed": seed})
-    t0 = time.perf_counter()
-    try:
-        exp = Experiment(cfg, validation_fraction=VALIDATION if validation else None)
-        _, result = exp.execute(seed, exp.method_names[0])
-    except Exception as e:  # a diverged, refused or broken run is a result too: kept, shown, the rest go on
-        return key, {"opts": opts, "acc": float("nan"), "error": f"{type(e).__name__}: {e}"}
-    return key, {
-        "opts": opts,
-        "acc": result.acc,
-        "bwt": result.bwt,
-        "R": result.R.tolist(),
-        "facts": {k: v for k, v in result.facts.items() if k != "generated"},
-        "train_s": sum(result.timings["train_s"]),
-        "wall_s": time.perf_counter() - t0,
-    }
-
-
-def run_all(jobs: list[tuple], workers: int, path: Path, gpu_workers: int = 0) -> dict:
-    """Run the jobs not done yet (or done with other options) in worker processes, CUDA jobs in a pool of
-    their own; every result is written to ``path`` as soon as it is in."""
-    done = json.loads(path.read_text()) if path.exists() else {}
-    todo = [j for j in jobs if j[0] not in done or not same_run(done[j[0]]["opts"], j[1])]
-    print(f"{len(todo)} runs to do, {len(jobs) - len(todo)} already done", flush=True)
-    lock = threading.Lock()
-
-    def keep(item: tuple[str, dict]) -> None:
-        key, record = item
-        with lock:
-            done[key] = record
-            path.write_text(json.dumps(done, indent=1))
-        note = record.get("error") or f"ACC {record['acc'] * 100:.2f}  ({record['wall_s']:.0f} s)"
-        print(f"  {key}: {note}", flush=True)
-
-    spawn = mp.get_context("spawn")
-    pools = {"cpu": spawn.Pool(workers)}
-    if any(j[1]["device"] != "cpu" for j in todo):
-        pools["cuda"] = spawn.Pool(max(gpu_workers, 1))
-    pending = [pools[j[1]["device"]].apply_async(run_one, (j,), callback=keep) for j in todo]
-    for result in pending:
-        result.wait()
-    for pool in pools.values():
-        pool.close()
-        pool.join()
-    return done
-
-
-def same_run(a: dict, b: dict) -> bool:
-    """The same settings, wherever it ran (a CUDA run is not redone on the CPU)."""
-    return {k: v for k, v in a.items() if k != "device"} == {k: v for k, v in b.items() if k != "device"}
-
-
 def pairs(scenarios, methods) -> list[tuple[str, str]]:
     """(scenario, method) pairs to run: iCaRL only in class-IL, as in van de Ven & Tolias' table."""
     return [(s, m) for s in scenarios for m in methods if not (m == "icarl" and s != "class")]
@@ -183,13 +193,13 @@ def tuning_jobs(scenarios, methods, data_dir, devices) -> list[tuple]:
         if GRID[m]:
             param, values = GRID[m]
             opts = [flags(s, m, data_dir, devices, {param: v}) for v in values]
-            jobs += [(f"tune/{s}/{m}/{param}={v}", o, TUNE_SEED, True) for v, o in zip(values, opts, strict=True)]
+            jobs += [(f"tune/{s}/{m}/{param}={v}", o, TUNE_SEED, VALIDATION) for v, o in zip(values, opts, strict=True)]
     return jobs
 
 
 def final_jobs(scenarios, methods, chosen, seeds, data_dir, devices, untuned_only=False) -> list[tuple]:
     return [
-        (f"final/{s}/{m}/{seed}", flags(s, m, data_dir, devices, chosen.get((s, m), {})), seed, False)
+        (f"final/{s}/{m}/{seed}", flags(s, m, data_dir, devices, chosen.get((s, m), {})), seed, None)
         for seed in seeds
         for s, m in pairs(scenarios, methods)
         if not (untuned_only and GRID[m])
@@ -204,12 +214,10 @@ def choose(done: dict, scenarios, methods) -> dict:
         if not GRID[m]:
             continue
         param, values = GRID[m]
-        scores = {v: done.get(f"tune/{s}/{m}/{param}={v}", {}).get("acc", float("nan")) for v in values}
-        if all(np.isnan(a) for a in scores.values()):
-            continue
-        best = max(values, key=lambda v: -1 if np.isnan(scores[v]) else scores[v])
-        chosen[(s, m)] = {param: best}
-        print(f"  {s}-IL {m:<12} " + "  ".join(f"{v:g}: {a * 100:.2f}" for v, a in scores.items()) + f"  -> {best:g}")
+        best, tried = best_value(done, f"tune/{s}/{m}", param, values)
+        if best is not None:
+            chosen[(s, m)] = {param: best}
+            print(f"  {s}-IL {m:<12} {tried}  -> {best:g}")
     return chosen
 
 
@@ -244,7 +252,7 @@ def main() -> None:
     parser.add_argument("--cuda-workers", type=int, default=4, help="processes sharing the GPU")
     parser.add_argument("--results", default=str(RESULTS / "split_mnist_memory.json"))
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--methods", default=",".join(PROTOCOL))
+    parser.add_argument("--methods", default=",".join(m for m in PROTOCOL if m not in CHECKS))
     parser.add_argument("--stage", choices=["tune", "both", "commands", "table"], default="both")
     parser.add_argument("--smoke", action="store_true", help="20 iterations per task: checks the script, not the paper")
     args = parser.parse_args()

@@ -165,6 +165,7 @@ class PNN(Method):
         for col in model.columns:  # exact freezing: no gradient, so no optimizer step moves them
             col.requires_grad_(False)
         model.columns.append(self._new_column(task.id, len(model.columns)))
+        self._initial = None  # column 1 holds the MLP's weights now: no copy is kept
         self.column_of[task.id] = len(model.columns) - 1
         self._current, self._fresh = task.id, {}
         if self._optimizer is not None:  # if fit() keeps it (reset_optimizer off), it must train the new column

@@ -118,10 +118,75 @@ def test_optimizers_and_settings_are_checked():
         ({"momentum": float("nan")}, "^momentum must be a finite number"),
         ({"weight_decay": float("inf")}, "^weight_decay must be a finite number"),
         ({"batch_size": True}, "^batch_size must be a whole number"),
+        ({"lr_decay_every": 0}, "^lr_decay_every must be a whole number"),
+        ({"lr_decay": 1.5}, r"^lr_decay must be a number in \(0, 1\]"),
+        ({"clip_grad_norm": 0}, "^clip_grad_norm must be a finite number > 0"),
     )
     for bad, match in bad_settings:
         with pytest.raises(ll.LifelongError, match=match):
             ll.Settings(**bad)
+
+
+@dataclasses.dataclass
+class LrLog(Method):
+    """Records the learning rate each step of each task sees."""
+
+    def __post_init__(self):
+        self.lrs = []
+
+    def on_optimizer(self, optimizer):
+        self.optimizer = optimizer
+
+    def before_task(self, task, model):
+        self.lrs.append([])
+
+    def after_step(self, model, task):
+        self.lrs[-1].append(self.optimizer.param_groups[0]["lr"])
+
+
+def test_the_learning_rate_schedule_counts_each_tasks_epochs():
+    s = stream(2)
+    per_epoch = -(-len(s[0].train_y) // 64)
+    m = LrLog()
+    ll.fit(s, model_for(s), m, epochs=5, batch_size=64, lr=0.2, lr_decay_every=2, lr_decay=0.5)
+    expected = [0.2] * 2 * per_epoch + [0.1] * 2 * per_epoch + [0.05] * per_epoch
+    assert m.lrs == [expected, expected]  # the second task starts from lr again
+
+
+def test_clipping_bounds_the_step_to_the_norm():
+    s = stream(1)
+    n = len(s[0].train_y)
+    model = model_for(s)
+    before = [p.detach().clone() for p in model.parameters()]
+    # The full batch's gradient, computed independently: larger than the clip.
+    loss = torch.nn.functional.cross_entropy(model(s[0].train_x), s[0].train_y)
+    norm = torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(model.parameters()))]).norm().item()
+    assert norm > 0.01
+    ll.fit(s, model, iterations=1, batch_size=n, lr=1.0, clip_grad_norm=0.01)
+    moved = [(p.detach() - b).flatten() for p, b in zip(model.parameters(), before, strict=True)]
+    step = torch.cat(moved).norm().item()
+    assert step == pytest.approx(0.01, rel=1e-4)  # SGD at lr 1 moves by the clipped gradient
+
+
+class Scheduled(torch.nn.Module):
+    """A model with a schedule of its own: fit() tells it each epoch of each task."""
+
+    def __init__(self, s):
+        super().__init__()
+        self.net, self.epochs = model_for(s), []
+
+    def start_epoch(self, epoch):
+        self.epochs.append(epoch)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_a_model_with_a_schedule_hears_each_epoch():
+    s = stream(2)
+    model = Scheduled(s)
+    ll.fit(s, model, epochs=3, batch_size=64)
+    assert model.epochs == [0, 1, 2, 0, 1, 2]
 
 
 def test_task_and_class_views_come_from_one_run():

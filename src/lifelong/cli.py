@@ -92,13 +92,16 @@ def _describe(exp) -> str:
     cfg, stream = exp.cfg, exp.stream(exp.seeds[0])
     opt = f"{cfg['optimizer'].upper()} lr {cfg['lr']}"
     length = f"{cfg['iterations']} iterations" if cfg["iterations"] else f"{cfg['epochs']} epochs"
-    sizes = "-".join(map(str, [stream.input_size, *exp.hidden, stream.n_classes]))
+    model = "MLP " + "-".join(map(str, [stream.input_size, *exp.hidden, stream.n_classes]))
+    if stream.vocabulary:  # the memory network (experiment.build_model)
+        m = exp.model_options
+        model = f"MemN2N d {m['embedding']}, {m['hops']} hops, {stream.input_shape[0] - 1} sentences"
     seeds = f"seeds {','.join(map(str, exp.seeds))}" if len(exp.seeds) > 1 else f"seed {exp.seeds[0]}"
     left_out = ""
     if stream.left_out:  # an uneven split: say which classes no task has, rather than drop them silently
         left_out = f" · leaves out class{'es' * (len(stream.left_out) > 1)} {', '.join(stream.left_out)}"
     return (
-        f"{stream.name} · {SCENARIO_NAMES[stream.scenario]} · {len(stream)} tasks{left_out} · MLP {sizes} · "
+        f"{stream.name} · {SCENARIO_NAMES[stream.scenario]} · {len(stream)} tasks{left_out} · {model} · "
         f"{opt}, {length}/task, batch {cfg['batch_size']} · {seeds}\n"
         f"methods: {' · '.join(_method_settings(exp, spec) for spec in exp.method_names)}"
     )

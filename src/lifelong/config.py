@@ -76,6 +76,9 @@ _SETTINGS_HELP = {
     "device": "cpu, or cuda[:N]",
     "eval_every_epoch": "evaluate all tasks after every epoch (per-epoch curves)",
     "eval_batch_size": "batch size for evaluation",
+    "lr_decay_every": "multiply the learning rate by --lr-decay every this many epochs of a task",
+    "lr_decay": "the factor of --lr-decay-every",
+    "clip_grad_norm": "clip the gradient's L2 norm to this before each step",
 }
 
 # The methods a run compares when none is named (the main job's): the lecture's reference points, then one
@@ -97,7 +100,7 @@ EXPERIMENT = [
 ]
 BENCHMARK = [
     Option("scenario", str, None, "task, domain or class (default: the builder's usual one)", "benchmark", SCENARIOS),
-    Option("tasks", int, 5, "number of tasks", "benchmark"),
+    Option("tasks", int, None, "number of tasks (default: 5; babi: all 20)", "benchmark"),
     Option("data_dir", str, None, "folder holding dataset files (else $LIFELONG_DATA, else the cache)", "benchmark"),
     Option("samples_per_task", int, None, "at most this many training samples per task", "benchmark"),
     Option("task_order", int_list, None, "present the tasks in this order, e.g. 4,3,2,1,0", "benchmark"),
@@ -106,11 +109,18 @@ BENCHMARK = [
     Option("angles", float_list, None, "rotated: one angle in degrees per task", "benchmark"),
     Option("classes_per_task", int, None, "split: classes per task (default: all classes / tasks)", "benchmark"),
     Option("class_order", int_list, None, "split: the order classes are dealt to tasks", "benchmark"),
+    Option("sentences", int, None, "babi: the most recent story sentences a question sees (default: 50)", "benchmark"),
     Option(
         "noise", float_list, None, "noisy: one noise sd per task, e.g. 0.6,0 (default: evenly 0.6 to 0)", "benchmark"
     ),
 ]
-MODEL = [Option("hidden", int_list, [50, 50, 50], "hidden layer sizes of the MLP", "model")]
+MODEL = [
+    Option("model", str, None, "mlp or memn2n (default: memn2n for babi, else mlp)", "model", ("mlp", "memn2n")),
+    Option("hidden", int_list, [50, 50, 50], "hidden layer sizes of the MLP", "model"),
+    Option("embedding", int, 50, "memn2n: embedding size d (the paper: 50 joint, 20 per task)", "model"),
+    Option("hops", int, 3, "memn2n: memory hops", "model"),
+    Option("linear_start_epochs", int, 0, "memn2n: epochs of each task without the memory softmax", "model"),
+]
 
 
 def _settings_options() -> list[Option]:

@@ -11,7 +11,7 @@ from lifelong import benchmarks, config, methods
 from lifelong.data.task import Stream
 from lifelong.data.validation import holdout
 from lifelong.errors import LifelongError, option, warn
-from lifelong.models import MLP
+from lifelong.models import MLP, MemN2N
 from lifelong.train import Settings, fit
 
 # Options that only one builder understands; giving one to another builder is an error, not a no-op.
@@ -20,6 +20,7 @@ BUILDER_OPTIONS = {
     "rotated": ("angles",),
     "split": ("classes_per_task", "class_order"),
     "noisy": ("noise",),
+    "babi": ("sentences",),
 }
 DEFAULTS_OF_BUILDER_OPTIONS = {"permute_first": False}
 
@@ -64,13 +65,14 @@ CLASS_IL_EXAMPLE = {
 def build_stream(benchmark: str, options: dict, seed: int) -> Stream:
     kind = benchmark.split("-")[0]
     kwargs = {
-        "n_tasks": options["tasks"],
         "scenario": options["scenario"],
         "seed": seed,
         "data_dir": options["data_dir"],
         "samples_per_task": options["samples_per_task"],
         "task_order": options["task_order"],
     }
+    if options["tasks"] is not None:  # else the builder's own number (5; bAbI's 20)
+        kwargs["n_tasks"] = options["tasks"]
     for builder, names in BUILDER_OPTIONS.items():
         for name in names:
             value = options.get(name)
@@ -107,6 +109,27 @@ def parse_method(spec: str) -> tuple[str, dict]:
     return name, overrides
 
 
+def build_model(stream: Stream, cfg: dict) -> torch.nn.Module:
+    """The model a config names for ``stream``: the MLP for images, the memory network for text (bAbI)."""
+    kind = cfg.get("model") or ("memn2n" if stream.vocabulary else "mlp")
+    if kind == "mlp":
+        if stream.vocabulary:
+            raise LifelongError(f"an MLP cannot read {stream.name}'s text; use {option('model')} memn2n")
+        return MLP(stream.input_size, list(cfg["hidden"]), stream.n_classes)
+    if not stream.vocabulary:
+        raise LifelongError(f"memn2n reads text (a babi benchmark), not {stream.name}; use {option('model')} mlp")
+    sentences, words = stream.input_shape[0] - 1, stream.input_shape[1]
+    return MemN2N(
+        len(stream.vocabulary),
+        stream.n_classes,
+        sentences,
+        words,
+        dim=cfg.get("embedding", 50),
+        hops=cfg.get("hops", 3),
+        linear_start_epochs=cfg.get("linear_start_epochs", 0),
+    )
+
+
 class Experiment:
     """The runs of a config: every (seed, method) pair. Bad input fails in the constructor, before any
     training or record; streams are built one seed at a time (a permuted-MNIST stream is ~1 GB)."""
@@ -115,7 +138,7 @@ class Experiment:
         groups = config.split_config(cfg)
         self.cfg, self.validation_fraction = cfg, validation_fraction
         self.benchmark_options, self.train_options = groups["benchmark"], groups["train"]
-        self.method_options = groups["method"]
+        self.method_options, self.model_options = groups["method"], groups["model"]
         self.method_names = list(cfg["method"])  # each a name, or a name with settings (parse_method)
         self.specs = {spec: parse_method(spec) for spec in self.method_names}
         names = [name for name, _ in self.specs.values()]
@@ -129,6 +152,7 @@ class Experiment:
         self.seeds = list(cfg["seeds"]) if cfg["seeds"] else [cfg["seed"]]
         self._cached: tuple[int, Stream] | None = None
         stream = self.stream(self.seeds[0])  # builds and checks the data
+        build_model(stream, cfg)  # checks the model's settings against the data
         Settings(**{**self.train_options, "seed": self.seeds[0]})  # checks the training settings
         for spec in self.method_names:
             self.method(spec).check(stream)
@@ -154,7 +178,7 @@ class Experiment:
         return {
             "benchmark": self.cfg["benchmark"],
             **self.benchmark_options,
-            "hidden": self.hidden,
+            **self.model_options,
             "method": self.specs[spec][0],
             "method_spec": spec,
             **self.method(spec).settings(),
@@ -169,7 +193,7 @@ class Experiment:
         stream = self.stream(seed)
         settings = Settings(**{**self.train_options, "seed": seed})
         torch.manual_seed(seed)  # the initialisation is part of what the seed fixes
-        model = MLP(stream.input_size, self.hidden, stream.n_classes)
+        model = build_model(stream, self.cfg)
         method = self.method(spec)
         run_config = self.config(seed, spec)
         run_id = store.start(run_config, seed, group) if store is not None else None

@@ -44,11 +44,15 @@ class Settings:
     device: str = "cpu"
     eval_every_epoch: bool = False  # per-epoch accuracy curves (show the stability gap)
     eval_batch_size: int = 4096
+    lr_decay_every: int | None = None  # epochs of a task between two multiplications of lr by lr_decay
+    lr_decay: float = 0.5  # e.g. the memory network's schedule: halved every 25 epochs
+    clip_grad_norm: float | None = None  # the gradient's largest L2 norm (the memory network's 40)
 
     def __post_init__(self):
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size}
-        if self.iterations is not None:
-            positive["iterations"] = self.iterations
+        for name in ("iterations", "lr_decay_every"):
+            if getattr(self, name) is not None:
+                positive[name] = getattr(self, name)
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise LifelongError(f"{option(name)} must be a whole number >= 1 (got {value!r})")
@@ -61,6 +65,12 @@ class Settings:
         for name in ("momentum", "weight_decay"):
             if getattr(self, name) < 0:
                 raise LifelongError(f"{option(name)} must be >= 0 (got {getattr(self, name)})")
+        if isinstance(self.lr_decay, bool) or not isinstance(self.lr_decay, int | float) or not 0 < self.lr_decay <= 1:
+            raise LifelongError(f"{option('lr_decay')} must be a number in (0, 1] (got {self.lr_decay!r})")
+        clip = self.clip_grad_norm
+        number = not isinstance(clip, bool) and isinstance(clip, int | float)
+        if clip is not None and not (number and 0 < clip < math.inf):
+            raise LifelongError(f"{option('clip_grad_norm')} must be a finite number > 0, or unset (got {clip!r})")
         if self.optimizer not in OPTIMIZERS:
             raise LifelongError(
                 f"unknown {option('optimizer')} {self.optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}"
@@ -232,6 +242,11 @@ def fit(
         remaining = s.iterations if s.iterations is not None else n_epochs * per_epoch
         losses.append([])
         for epoch in range(n_epochs):
+            if s.lr_decay_every is not None:  # each task starts from lr: its schedule counts its own epochs
+                for group in optimizer.param_groups:
+                    group["lr"] = s.lr * s.lr_decay ** (epoch // s.lr_decay_every)
+            if hasattr(model, "start_epoch"):  # a model with a schedule of its own (the memory network's)
+                model.start_epoch(epoch)
             order = torch.randperm(n, generator=batches_g).to(s.device)
             batches = order.split(s.batch_size)[:remaining]
             remaining -= len(batches)
@@ -243,6 +258,8 @@ def fit(
                 loss.backward()
                 if call_after_backward:
                     method.after_backward(model, task)
+                if s.clip_grad_norm is not None:  # the step the method chose, bounded
+                    nn.utils.clip_grad_norm_(model.parameters(), s.clip_grad_norm)
                 optimizer.step()
                 if call_after_step:
                     method.after_step(model, task)

@@ -33,7 +33,7 @@ class Task:
 
     id: int
     name: str
-    train_x: torch.Tensor  # (N, *input_shape) float32
+    train_x: torch.Tensor  # (N, *input_shape) float32 (images), or int64 word ids (text)
     train_y: torch.Tensor  # (N,) int64, output units of the stream
     test_x: torch.Tensor
     test_y: torch.Tensor
@@ -66,6 +66,7 @@ class Stream:
     n_classes: int  # number of output units the model needs
     class_names: list[str] = field(default_factory=list)  # dataset class of each output unit
     left_out: list[str] = field(default_factory=list)  # dataset classes no task uses (an uneven split)
+    vocabulary: list[str] = field(default_factory=list)  # a text stream's words: inputs are their indices
 
     @property
     def input_size(self) -> int:

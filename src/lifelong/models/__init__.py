@@ -1,4 +1,5 @@
+from lifelong.models.memn2n import MemN2N
 from lifelong.models.mlp import MLP, mlp_for
 from lifelong.models.vae import VAE
 
-__all__ = ["MLP", "VAE", "mlp_for"]
+__all__ = ["MLP", "MemN2N", "VAE", "mlp_for"]

@@ -239,8 +239,9 @@ def test_bad_inputs_are_refused_in_one_line():
         with pytest.raises(LifelongError, match="MemN2N reads word indices") as e:
             m(bad)
         assert "\n" not in str(e.value)
-    with pytest.raises(IndexError):  # a word index past the vocabulary: the embedding refuses it
-        m(torch.full((1, S + 1, W), V))
+    for word in (V, -1):  # a word index outside the vocabulary is refused, never read from another block
+        with pytest.raises(RuntimeError, match="(?i)index"):
+            m(torch.full((1, S + 1, W), word))
     with pytest.raises(LifelongError, match="dim"):
         MemN2N(V, ANSWERS, S, W, dim=0)
     with pytest.raises(LifelongError, match="position_encoding"):

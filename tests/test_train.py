@@ -120,6 +120,7 @@ def test_optimizers_and_settings_are_checked():
         ({"batch_size": True}, "^batch_size must be a whole number"),
         ({"lr_decay_every": 0}, "^lr_decay_every must be a whole number"),
         ({"lr_decay": 1.5}, r"^lr_decay must be a number in \(0, 1\]"),
+        ({"lr_decay_start": -1}, "^lr_decay_start must be a whole number >= 0"),
         ({"clip_grad_norm": 0}, "^clip_grad_norm must be a finite number > 0"),
     )
     for bad, match in bad_settings:
@@ -151,6 +152,9 @@ def test_the_learning_rate_schedule_counts_each_tasks_epochs():
     ll.fit(s, model_for(s), m, epochs=5, batch_size=64, lr=0.2, lr_decay_every=2, lr_decay=0.5)
     expected = [0.2] * 2 * per_epoch + [0.1] * 2 * per_epoch + [0.05] * per_epoch
     assert m.lrs == [expected, expected]  # the second task starts from lr again
+    m = LrLog()
+    ll.fit(s, model_for(s), m, epochs=5, batch_size=64, lr=0.2, lr_decay_every=2, lr_decay_start=1)
+    assert m.lrs[0] == [0.2] * 3 * per_epoch + [0.1] * 2 * per_epoch  # epochs 1-2 count as the first two
 
 
 def test_clipping_bounds_the_step_to_the_norm():

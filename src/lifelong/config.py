@@ -78,6 +78,7 @@ _SETTINGS_HELP = {
     "eval_batch_size": "batch size for evaluation",
     "lr_decay_every": "multiply the learning rate by --lr-decay every this many epochs of a task",
     "lr_decay": "the factor of --lr-decay-every",
+    "lr_decay_start": "epochs of a task at --lr before --lr-decay-every starts counting",
     "clip_grad_norm": "clip the gradient's L2 norm to this before each step",
 }
 

@@ -46,6 +46,7 @@ class Settings:
     eval_batch_size: int = 4096
     lr_decay_every: int | None = None  # epochs of a task between two multiplications of lr by lr_decay
     lr_decay: float = 0.5  # e.g. the memory network's schedule: halved every 25 epochs
+    lr_decay_start: int = 0  # epochs of a task at lr before the schedule counts (the memory network's linear start)
     clip_grad_norm: float | None = None  # the gradient's largest L2 norm (the memory network's 40)
 
     def __post_init__(self):
@@ -62,6 +63,9 @@ class Settings:
                 raise LifelongError(f"{option(name)} must be a finite number (got {value!r})")
         if self.lr <= 0:
             raise LifelongError(f"{option('lr')} must be a positive number (got {self.lr})")
+        start = self.lr_decay_start
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise LifelongError(f"{option('lr_decay_start')} must be a whole number >= 0 (got {start!r})")
         for name in ("momentum", "weight_decay"):
             if getattr(self, name) < 0:
                 raise LifelongError(f"{option(name)} must be >= 0 (got {getattr(self, name)})")
@@ -244,7 +248,7 @@ def fit(
         for epoch in range(n_epochs):
             if s.lr_decay_every is not None:  # each task starts from lr: its schedule counts its own epochs
                 for group in optimizer.param_groups:
-                    group["lr"] = s.lr * s.lr_decay ** (epoch // s.lr_decay_every)
+                    group["lr"] = s.lr * s.lr_decay ** (max(epoch - s.lr_decay_start, 0) // s.lr_decay_every)
             if hasattr(model, "start_epoch"):  # a model with a schedule of its own (the memory network's)
                 model.start_epoch(epoch)
             order = torch.randperm(n, generator=batches_g).to(s.device)

@@ -9,6 +9,7 @@ from lifelong.methods.memory.agem import AGEM
 from lifelong.methods.memory.dgr import DGR
 from lifelong.methods.memory.gem import GEM
 from lifelong.methods.memory.icarl import ICaRL
+from lifelong.methods.memory.lamol import LAMOL
 from lifelong.methods.memory.lwf import LwF
 from lifelong.methods.memory.replay import Replay
 from lifelong.methods.regularization import EWC, L2, MAS, SCP, SI, OnlineEWC, Regularizer, RWalk
@@ -36,6 +37,7 @@ METHODS: dict[str, type[Method]] = {
         LwF,
         ICaRL,
         DGR,
+        LAMOL,
         PNN,
         PackNet,
         CPG,
@@ -81,6 +83,7 @@ __all__ = [
     "LwF",
     "ICaRL",
     "DGR",
+    "LAMOL",
     "PNN",
     "PackNet",
     "CPG",

@@ -87,3 +87,14 @@ def test_a_model_that_cannot_read_the_data_is_refused_in_one_line(data, tmp_path
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "r.db").exists()  # refused before anything was recorded
+
+
+def test_tied_answers_read_the_last_output_embedding_of_each_answer_word(data):
+    from lifelong.experiment import build_model
+
+    s = ll.benchmarks.build("babi", n_tasks=2, data_dir=data)
+    m = build_model(s, {"embedding": 8, "hops": 2, "tie_answers": True})
+    words = [s.vocabulary.index(label) for label in s.class_names]  # every label here is a word
+    assert torch.equal(m.answer_matrix(), m.embeddings[-1].weight[words])
+    untied = build_model(s, {"embedding": 8, "hops": 2})
+    assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in m.parameters()) == 8 * len(words)

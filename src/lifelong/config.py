@@ -121,6 +121,7 @@ MODEL = [
     Option("embedding", int, 50, "memn2n: embedding size d (the paper: 50 joint, 20 per task)", "model"),
     Option("hops", int, 3, "memn2n: memory hops", "model"),
     Option("linear_start_epochs", int, 0, "memn2n: epochs of each task without the memory softmax", "model"),
+    Option("tie_answers", boolean, False, "memn2n: the answer layer is the last output embedding (paper)", "model"),
 ]
 
 

@@ -119,6 +119,10 @@ def build_model(stream: Stream, cfg: dict) -> torch.nn.Module:
     if not stream.vocabulary:
         raise LifelongError(f"memn2n reads text (a babi benchmark), not {stream.name}; use {option('model')} mlp")
     sentences, words = stream.input_shape[0] - 1, stream.input_shape[1]
+    answer_words = None
+    if cfg.get("tie_answers"):  # W = C^K's rows of the answer words; a label that is no word (a test-only
+        ids = {w: i for i, w in enumerate(stream.vocabulary)}  # list) gets the unknown word's row (1)
+        answer_words = [ids.get(label, 1) for label in stream.class_names]
     return MemN2N(
         len(stream.vocabulary),
         stream.n_classes,
@@ -127,6 +131,7 @@ def build_model(stream: Stream, cfg: dict) -> torch.nn.Module:
         dim=cfg.get("embedding", 50),
         hops=cfg.get("hops", 3),
         linear_start_epochs=cfg.get("linear_start_epochs", 0),
+        answer_words=answer_words,
     )
 
 

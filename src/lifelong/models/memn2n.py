@@ -287,6 +287,9 @@ class MemN2N(nn.Module):
         # A word index outside the vocabulary must not read another position's block: send it past the
         # table, where embedding_bag refuses it (no value is read here, so vmap and graphs still work).
         index = torch.where((x >= 0) & (x < self.vocab_size), index, width * self.vocab_size)
+        if n == 1:  # one sample, as torch.func transforms (the per-sample Fisher's vmap) see it: embedding_bag
+            # has no batching rule there and would fall back to a slow loop; a plain gather and sum has one.
+            return F.embedding(index, table).sum(2).split(self.dim, -1)
         return F.embedding_bag(index.reshape(-1, width), table, mode="sum").view(n, rows, -1).split(self.dim, -1)
 
     def _attend(self, scores: torch.Tensor, real: torch.Tensor) -> torch.Tensor:

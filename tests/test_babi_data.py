@@ -192,6 +192,18 @@ def publish(monkeypatch, task, train, test, train_10k=None):
     monkeypatch.setitem(babi.TASKS, task, (name, digest(train), digest(test), digest(train_10k)))
 
 
+def published_tasks(tmp_path, monkeypatch, tasks) -> str:
+    """Small published bAbI tasks ((number, train text, test text), ...) in <tmp>/en, with no environment
+    folder and an empty cache; returns the data folder."""
+    monkeypatch.delenv("LIFELONG_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for task, train, test in tasks:
+        publish(monkeypatch, task, train, test)
+        write(tmp_path / "en", task, "train", train)
+        write(tmp_path / "en", task, "test", test)
+    return str(tmp_path)
+
+
 def write(folder: Path, task, split, text, gz=False):
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (babi.file_name(task, split) + (".gz" if gz else ""))

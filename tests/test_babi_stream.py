@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_babi_data import STORIES, publish, write
+from test_babi_data import STORIES, published_tasks
 
 import lifelong as ll
 from lifelong.cli import main
@@ -23,13 +23,7 @@ TEST_2 = "1 Mary went to the garden.\n2 Mary got the football there.\n3 Where is
 @pytest.fixture
 def data(tmp_path, monkeypatch):
     """Two small published tasks in <tmp>/en; no environment folder, no network."""
-    monkeypatch.delenv("LIFELONG_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    for task, train, test in ((1, STORIES, TEST_1), (2, TASK_2, TEST_2)):
-        publish(monkeypatch, task, train, test)
-        write(tmp_path / "en", task, "train", train)
-        write(tmp_path / "en", task, "test", test)
-    return str(tmp_path)
+    return published_tasks(tmp_path, monkeypatch, ((1, STORIES, TEST_1), (2, TASK_2, TEST_2)))
 
 
 def test_tasks_share_one_answer_vocabulary_and_inputs_pack_story_and_question(data):

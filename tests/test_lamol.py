@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hooks import at_task
-from test_babi_data import STORIES, publish, write
+from test_babi_data import STORIES, published_tasks
 
 import lifelong as ll
 from lifelong.data.datasets import babi
@@ -31,13 +31,8 @@ TEST_2 = "1 Mary went to the office.\n2 Where is Mary? \toffice\t1\n"  # "office
 @pytest.fixture
 def stream(tmp_path, monkeypatch):
     """bAbI tasks 1 and 2 from small published files, domain-IL; ``stream(scenario)`` for another."""
-    monkeypatch.delenv("LIFELONG_DATA", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    for task, train, test in ((1, STORIES, TEST_1), (2, TASK_2, TEST_2)):
-        publish(monkeypatch, task, train, test)
-        write(tmp_path / "en", task, "train", train)
-        write(tmp_path / "en", task, "test", test)
-    return lambda scenario="domain": ll.benchmarks.babi(n_tasks=2, scenario=scenario, data_dir=str(tmp_path))
+    folder = published_tasks(tmp_path, monkeypatch, ((1, STORIES, TEST_1), (2, TASK_2, TEST_2)))
+    return lambda scenario="domain": ll.benchmarks.babi(n_tasks=2, scenario=scenario, data_dir=folder)
 
 
 def memn2n(s):

@@ -70,14 +70,25 @@ JOINT = {
     "lr_decay_start": 30,
     "clip_grad_norm": 1.25,
 }
+# Checks of the joint gap, each the authors' code in one more respect (run only when named, seed 0..):
+# "authors-memory": their position encoding matrix (which also weights the time words) and their empty
+# memory slots, which stay in the attention's softmax with score 0 (models/memn2n.py); "authors-pe" and
+# "authors-slots": each of the two alone.
+CHECKS = {
+    "authors-memory": {**JOINT, "position_encoding": "authors", "empty_slots": "attended"},
+    "authors-pe": {**JOINT, "position_encoding": "authors"},
+    "authors-slots": {**JOINT, "empty_slots": "attended"},
+}
 SEQUENTIAL = {**MODEL, "epochs": 100, "lr": 0.32, "lr_decay_every": 25, "clip_grad_norm": 1.25}
-METHODS = ("finetune", "joint", "ewc", "si", "mas", "replay", "agem")
+METHODS = ("finetune", "joint", "ewc:fisher=sampled", "si", "mas", "replay", "agem")
 RESULTS = Path(__file__).parent / "results"
 
 
 def jobs(part: str, data_dir: str, seeds: list[int], methods) -> list[tuple]:
     if part == "joint":
         return [(f"joint/{s}", {**JOINT, "data_dir": data_dir}, s, None) for s in seeds]
+    if part in CHECKS:
+        return [(f"check/{part}/{s}", {**CHECKS[part], "data_dir": data_dir}, s, None) for s in seeds]
     return [
         (f"sequential/{m}/{s}", {**SEQUENTIAL, "data_dir": data_dir, "method": [m]}, s, None)
         for s in seeds
@@ -95,19 +106,29 @@ def joint_table(done: dict, seeds) -> str:
     lines.append("| ours (mean of seeds) | " + " | ".join(f"{e:.1f}" for e in mean) + f" | **{mean.mean():.1f}** |")
     best = errors[errors.mean(1).argmin()]
     lines.append("| ours (best seed) | " + " | ".join(f"{e:.1f}" for e in best) + f" | {best.mean():.1f} |")
+    for name in CHECKS:  # the checks that ran: the mean of their seeds (± sd), and their best seed
+        checked = [r for k, r in done.items() if k.startswith(f"check/{name}/") and "error" not in r]
+        if checked:
+            e = np.array([[100 * (1 - a) for a in r["R"][-1]] for r in checked])
+            sd = f" ± {np.std(e.mean(1), ddof=1):.1f}" if len(e) > 1 else ""
+            row = " | ".join(f"{v:.1f}" for v in e.mean(0))
+            lines.append(f"| check {name} (mean of {len(e)}) | {row} | {e.mean():.1f}{sd} |")
+            best = e[e.mean(1).argmin()]
+            row = " | ".join(f"{v:.1f}" for v in best)
+            lines.append(f"| check {name} (best seed) | {row} | {best.mean():.1f} |")
     paper = np.array(PAPER_JOINT)
     lines.append("| paper (best of 10) | " + " | ".join(f"{e:.1f}" for e in paper) + f" | {paper.mean():.1f} |")
     sd = np.std(errors.mean(1), ddof=1) if len(runs) > 1 else float("nan")
     return "\n".join(lines) + f"\n\nmean error over {len(runs)} seeds: {mean.mean():.2f} ± {sd:.2f} %"
 
 
-def sequential_table(done: dict, seeds, methods) -> str:
+def sequential_table(done: dict, seeds, methods, prefix: str = "sequential") -> str:
     lines = [
         "| method | ACC % | BWT % | task 5 after task 5 | task 5 after task 20 | train s |",
         "|---|---|---|---|---|---|",
     ]
     for m in methods:
-        runs = [done[k] for s in seeds if (k := f"sequential/{m}/{s}") in done and "error" not in done[k]]
+        runs = [done[k] for s in seeds if (k := f"{prefix}/{m}/{s}") in done and "error" not in done[k]]
         if not runs:
             continue
         R = np.mean([r["R"] for r in runs], 0) * 100
@@ -118,29 +139,36 @@ def sequential_table(done: dict, seeds, methods) -> str:
     return "\n".join(lines)
 
 
+def mean_R(done: dict, seeds, method: str, prefix: str = "sequential"):
+    """R (%) of ``method`` averaged over the seeds that finished, or None."""
+    runs = [done[k] for s in seeds if (k := f"{prefix}/{method}/{s}") in done and "error" not in done[k]]
+    return np.mean([r["R"] for r in runs], 0) * 100 if runs else None
+
+
+def task5_panel(ax, done: dict, seeds, methods, prefix: str = "sequential", title: str = "") -> None:
+    """Task 5's accuracy as tasks 1..20 are learned, one line per method, joint's as a dashed level."""
+    for m in methods:
+        R = mean_R(done, seeds, m, prefix)
+        if R is not None and m != "joint":
+            ax.plot(range(0, 21), R[:, 4], marker="o", ms=3, label=m)
+    joint = mean_R(done, seeds, "joint", prefix)
+    if joint is not None:
+        ax.axhline(joint[-1, 4], color="k", ls="--", label="joint (all at once)")
+    ax.axvline(5, color="grey", lw=0.8)
+    ax.set(xlabel="tasks learned", ylabel="accuracy on task 5 (%)", title=title)
+
+
 def plot(done: dict, seeds, methods, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def mean_R(m):
-        runs = [done[k] for s in seeds if (k := f"sequential/{m}/{s}") in done and "error" not in done[k]]
-        return np.mean([r["R"] for r in runs], 0) * 100 if runs else None
-
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4))
-    for m in methods:
-        R = mean_R(m)
-        if R is not None and m != "joint":
-            left.plot(range(0, 21), R[:, 4], marker="o", ms=3, label=m)
-    joint = mean_R("joint")
-    if joint is not None:
-        left.axhline(joint[-1, 4], color="k", ls="--", label="joint (all at once)")
-    left.axvline(5, color="grey", lw=0.8)
-    left.set(xlabel="tasks learned", ylabel="accuracy on task 5 (%)", title="bAbI task 5 as tasks 1..20 are learned")
+    task5_panel(left, done, seeds, methods, title="bAbI task 5 as tasks 1..20 are learned")
     width = 0.4
     for i, (m, label) in enumerate((("finetune", "one after another"), ("joint", "all at once"))):
-        R = mean_R(m)
+        R = mean_R(done, seeds, m)
         if R is not None:
             right.bar(np.arange(1, 21) + (i - 0.5) * width, R[-1], width, label=label)
     right.set(xlabel="bAbI task", ylabel="final accuracy (%)", title="after all 20 tasks", xticks=range(1, 21))
@@ -155,7 +183,7 @@ def plot(done: dict, seeds, methods, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data/babi")
-    parser.add_argument("--part", choices=["joint", "sequential", "both", "table"], default="both")
+    parser.add_argument("--part", choices=["joint", "sequential", "both", "table", *CHECKS], default="both")
     parser.add_argument("--seeds", default="0", help="seeds of the sequential part")
     parser.add_argument("--joint-seeds", default="0,1,2", help="seeds of the joint part")
     parser.add_argument("--methods", default=",".join(METHODS))
@@ -165,7 +193,7 @@ def main() -> None:
     seeds, methods, path = [int(s) for s in args.seeds.split(",")], args.methods.split(","), Path(args.results)
     joint_seeds = [int(s) for s in args.joint_seeds.split(",")]
     started = time.perf_counter()
-    todo = []
+    todo = jobs(args.part, args.data_dir, joint_seeds, methods) if args.part in CHECKS else []
     for part, part_seeds in (("joint", joint_seeds), ("sequential", seeds)):
         if args.part in (part, "both"):
             todo += jobs(part, args.data_dir, part_seeds, methods)

@@ -16,6 +16,7 @@ from lifelong.methods.memory.lamol import LAMOL
 from lifelong.methods.memory.lamol_tokens import LamolQA, Tokens
 from lifelong.models import MemN2N
 from lifelong.models.transformer import TransformerLM
+from lifelong.results import write_report
 
 TASK_2 = (
     "1 Sandra went to the garden.\n"
@@ -215,17 +216,22 @@ def test_real_replay_keeps_real_samples_of_the_earlier_task(stream):
     assert sorted(picked.tolist()) == [0, 1]
 
 
-def test_fit_end_to_end_learns_and_remembers_in_words(stream):
+def test_fit_end_to_end_learns_and_remembers_in_words(stream, tmp_path):
     s = stream()
     method = LAMOL(gen_ratio=1.0, d_model=32, heads=2)
     r = ll.fit(s, memn2n(s), method, iterations=150, batch_size=3, lr=3e-3, optimizer="adam", seed=0)
     assert r.R.shape == (3, 2) and ((r.R >= 0) & (r.R <= 1)).all()
     assert r.losses[0][-1] < r.losses[0][0] / 10  # task 1 learned (one batch an epoch: 150 epochs)
-    (entry,) = r.facts["generated"]
+    (entry,) = r.facts["pseudo_samples"]
     assert entry["generated"] == 2 and entry["parsed"] >= 1 and entry["parse_share"] == entry["parsed"] / 2
     assert [c["stored_bytes"] for c in r.capacity] == [0, 0]  # no data kept between tasks
     for text in entry["examples"]:  # what it remembers of task 1 reads as a task-1 sample
         assert text.startswith("mary") and " where is " in text and text.split()[-1] in s.class_names
+    report = write_report([r], tmp_path).read_text()  # the report shows them
+    section = report[report.index("### lamol: pseudo-samples") :]
+    share = f"{100 * entry['parsed'] / 2:.1f}"
+    assert f"| qa2 | qa1 | 2 | {entry['parsed']} | {share} |" in section
+    assert f"[qa1, before qa2] {entry['examples'][0]}" in section
 
 
 def test_task_incremental_with_replay_runs_with_the_masks(stream):
@@ -255,3 +261,23 @@ def test_an_image_stream_is_refused():
     s = ll.benchmarks.split("synthetic", n_tasks=2, scenario="task")
     with pytest.raises(ll.LifelongError, match="^lamol needs a text stream of questions; use benchmark babi$"):
         LAMOL().prepare(ll.models.MLP(s.input_size, [4], s.n_classes), s)
+
+
+def test_the_other_methods_train_LAMOLs_network_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from lifelong.cli import main
+    from lifelong.experiment import build_model
+
+    folder = published_tasks(tmp_path, monkeypatch, ((1, STORIES, TEST_1), (2, TASK_2, TEST_2)))
+    s = ll.benchmarks.babi(n_tasks=2, data_dir=folder)
+    model = build_model(s, {"model": "transformer"})
+    assert isinstance(model, LamolQA) and model.lm.embed.weight.shape[1] == lamol_tokens.SIZES["d_model"]
+    qa, _ = model.tokens.qa(s.tasks[0].test_x)
+    assert model.lm.max_length >= qa.shape[1] + 2 and model(s.tasks[0].test_x).shape == (len(qa), s.n_classes)
+    args = "run --benchmark babi --tasks 2 --model transformer --method finetune,replay --iterations 3"
+    code = main([*args.split(), "--data-dir", str(folder), "--report", "no", "--store", str(tmp_path / "r.db")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "transformer d 128, 2 layers" in out and "replay" in out
+    assert main(["run", "--benchmark", "split-synthetic", "--model", "transformer", "--report", "no"]) == 2
+    err = capsys.readouterr().err
+    assert "transformer reads text (a babi benchmark), not split-synthetic; use --model mlp" in err

@@ -52,7 +52,10 @@ def reference(m: MemN2N, x: torch.Tensor) -> tuple[torch.Tensor, list]:
             mem = [embed(E[k], story[i]) + T[k][i] for i in slots]
             out = [embed(E[k + 1], story[i]) + T[k + 1][i] for i in slots]
             scores = torch.stack([u @ mi for mi in mem])
-            p = scores if m.linear_start else torch.softmax(scores, 0)
+            if m.empty_slots == "attended" and not m.linear_start:  # the code's empty memories: key and value 0
+                p = torch.softmax(torch.cat([scores, torch.zeros(m.sentences - len(slots))]), 0)[: len(slots)]
+            else:
+                p = scores if m.linear_start else torch.softmax(scores, 0)
             if k == 0:
                 first.append(dict(zip(slots, p.tolist(), strict=True)))
             u = u + sum(pi * ci for pi, ci in zip(p, out, strict=True))
@@ -90,6 +93,22 @@ def test_forward_matches_the_papers_equations():
         for n, weights in enumerate(first):
             for slot in range(S):
                 assert p[n, slot].item() == pytest.approx(weights.get(slot, 0.0), abs=1e-5)
+
+
+def test_attended_empty_slots_score_zero_like_the_authors_memories_and_ignore_padding():
+    m = model(empty_slots="attended")
+    x = stories()  # 4, 2 and 6 of the 6 slots hold sentences
+    logits, first = reference(m, x)
+    assert torch.allclose(m(x), logits, atol=1e-5)
+    p = m.attention(x)[:, 0]
+    for n, weights in enumerate(first):
+        assert p[n].tolist() == pytest.approx([weights.get(slot, 0.0) for slot in range(S)], abs=1e-6)
+    assert p[0].sum().item() < 1  # a story of 4 sentences leaves some weight to its 2 empty slots
+    assert p[2].sum().item() == pytest.approx(1.0)  # a full story leaves none
+    # the empty slots are counted from the memory's size, not from how far a batch was padded
+    short = torch.cat([x[:2, :4], x[:2, -1:]], 1)
+    assert torch.allclose(m(x[:2]), m(short), rtol=0, atol=1e-6)
+    assert not torch.allclose(m(x), model()(x), atol=1e-3)  # not the masked model
 
 
 def test_linear_start_attention_is_the_raw_scores_and_differs_from_softmax():
@@ -246,6 +265,8 @@ def test_bad_inputs_are_refused_in_one_line():
         MemN2N(V, ANSWERS, S, W, dim=0)
     with pytest.raises(LifelongError, match="position_encoding"):
         MemN2N(V, ANSWERS, S, W, position_encoding="sine")
+    with pytest.raises(LifelongError, match="empty_slots"):
+        MemN2N(V, ANSWERS, S, W, empty_slots="kept")
     with pytest.raises(LifelongError, match="noise"):
         MemN2N(V, ANSWERS, S, W, noise=1.5)
     with pytest.raises(LifelongError, match="answer_words"):

@@ -21,6 +21,7 @@ import numpy as np
 from lifelong import benchmarks, config, methods, metrics, text
 from lifelong.data.task import SCENARIO_NAMES
 from lifelong.errors import DivergedError, LifelongError, LifelongWarning, cli_names
+from lifelong.methods.memory.lamol_tokens import SIZES
 from lifelong.result import Result
 
 NEGATIVE_LIST = re.compile(r"^-[0-9.]")  # a value such as -1,0 or -45,45 (not a flag)
@@ -93,9 +94,11 @@ def _describe(exp) -> str:
     opt = f"{cfg['optimizer'].upper()} lr {cfg['lr']}"
     length = f"{cfg['iterations']} iterations" if cfg["iterations"] else f"{cfg['epochs']} epochs"
     model = "MLP " + "-".join(map(str, [stream.input_size, *exp.hidden, stream.n_classes]))
-    if stream.vocabulary:  # the memory network (experiment.build_model)
-        m = exp.model_options
-        model = f"MemN2N d {m['embedding']}, {m['hops']} hops, {stream.input_shape[0] - 1} sentences"
+    if stream.vocabulary:  # the memory network or LAMOL's transformer (experiment.build_model)
+        m, sentences = exp.model_options, stream.input_shape[0] - 1
+        model = f"MemN2N d {m['embedding']}, {m['hops']} hops, {sentences} sentences"
+        if m.get("model") == "transformer":
+            model = f"transformer d {SIZES['d_model']}, {SIZES['layers']} layers, {sentences} sentences"
     seeds = f"seeds {','.join(map(str, exp.seeds))}" if len(exp.seeds) > 1 else f"seed {exp.seeds[0]}"
     left_out = ""
     if stream.left_out:  # an uneven split: say which classes no task has, rather than drop them silently
@@ -457,6 +460,91 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_order(args: argparse.Namespace) -> int:
+    """An order study of the stream under several task orders (lifelong.studies.orders); with
+    --curriculum, first an affinity study, and the proposed order ranked against the others."""
+    from lifelong.studies import curriculum, orders, report
+
+    cfg = config.resolve(args.config, _flags(args))
+    if args.out and cfg["report"]:  # a folder that would be refused is refused before the study, not after
+        report.folder(args.out, report.order_files(cfg["method"], args.curriculum), explicit=True, create=False)
+    aff = proposal = None
+    if args.curriculum:
+        aff, proposal, study = curriculum.check(cfg, args.orders, args.workers)
+    else:
+        study = orders.study(cfg, args.orders, args.workers)
+    if args.json:  # the whole study on stdout, nothing else
+        whole = {"order_study": study.to_dict(), "affinity": aff and aff.to_dict(), "curriculum": proposal}
+        print(json.dumps(whole, indent=1))
+    elif aff is not None and not args.quiet:
+        print(report.affinity_text(aff, proposal) + "\n")
+    if not args.json:
+        print(report.order_text(study, proposal))
+    if cfg["report"]:
+        out = Path(args.out) if args.out else Path(cfg["store"]).parent / _new_group("order-")
+        path = report.write_order_report(study, out, bool(args.out), aff, proposal)
+        print(f"\nreport: {path}", file=sys.stderr if args.json else sys.stdout)
+    failed = study.errors()
+    if failed:  # as `lifelong run`: the other runs are kept, and the command says so and exits 1
+        first = f"{failed[0]['method']} in order {','.join(map(str, failed[0]['order']))}: {failed[0]['error']}"
+        print(f"lifelong: error: {len(failed)} of {len(study.records)} runs failed ({first})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_affinity(args: argparse.Namespace) -> int:
+    """For every ordered pair of tasks: forward gain and backward loss (lifelong.studies.affinity), the
+    AHP normalisation, a taxonomy, and the curriculum those matrices propose."""
+    from lifelong.studies import affinity, curriculum, report
+
+    flags = _flags(args)
+    cfg = config.resolve(args.config, {**flags, "method": flags.get("method") or ["finetune"]})
+    if args.out and cfg["report"]:  # a folder that would be refused is refused before the study, not after
+        report.folder(args.out, ["affinity.md", *report.affinity_files()], explicit=True, create=False)
+    aff = affinity.study(cfg, args.workers)
+    proposal = curriculum.plan(aff.gain, aff.forgetting)
+    whole = {**aff.to_dict(), "curriculum": proposal}
+    print(json.dumps(whole, indent=1) if args.json else report.affinity_text(aff, proposal))
+    if cfg["report"]:
+        out = Path(args.out) if args.out else Path(cfg["store"]).parent / _new_group("affinity-")
+        path = report.write_affinity_report(aff, out, bool(args.out), proposal)
+        print(f"\nreport: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise LifelongError(f"--workers must be a whole number >= 1 (got {text!r})")
+    return int(text)
+
+
+def _add_study_parsers(sub) -> None:
+    """`lifelong order` and `lifelong affinity`: every run option, plus the study's own."""
+    order = sub.add_parser("order", help="one stream under several task orders: how ACC, BWT, FWT vary")
+    order.add_argument(
+        "--orders",
+        help="all, a number N of random orders, or orders such as '0,1,2;2,1,0' (default: all for up to 4 tasks, "
+        "else 20 random)",
+    )
+    order.add_argument(
+        "--curriculum",
+        type=config.boolean,
+        nargs="?",
+        const=True,
+        default=False,
+        help="propose an order from an affinity study and rank it among the --orders (default: 20 random)",
+    )
+    affinity = sub.add_parser(
+        "affinity", help="transfer between every pair of tasks: gain, forgetting, AHP, a taxonomy, a curriculum"
+    )
+    studies = [order, affinity]
+    for parser, func in zip(studies, (cmd_order, cmd_affinity), strict=True):
+        parser.add_argument("--workers", type=_positive_int, help="worker processes (default: the cores available)")
+        parser.add_argument("--out", help="folder for the Markdown + PNG report (default: beside the store)")
+        _add_options(parser)
+        parser.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="lifelong", description="Lifelong (continual) learning experiments.")
     sub = parser.add_subparsers(dest="command", parser_class=OneLineParser)
@@ -481,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--store", default="lifelong-runs/runs.db")
     report.add_argument("--out", help="output folder (default: beside the store)")
     report.set_defaults(func=cmd_report)
+    _add_study_parsers(sub)
     return parser
 
 

@@ -116,12 +116,35 @@ BENCHMARK = [
     ),
 ]
 MODEL = [
-    Option("model", str, None, "mlp or memn2n (default: memn2n for babi, else mlp)", "model", ("mlp", "memn2n")),
+    Option(
+        "model",
+        str,
+        None,
+        "mlp, memn2n or transformer (LAMOL's network) (default: memn2n for babi, else mlp)",
+        "model",
+        ("mlp", "memn2n", "transformer"),
+    ),
     Option("hidden", int_list, [50, 50, 50], "hidden layer sizes of the MLP", "model"),
     Option("embedding", int, 50, "memn2n: embedding size d (the paper: 50 joint, 20 per task)", "model"),
     Option("hops", int, 3, "memn2n: memory hops", "model"),
     Option("linear_start_epochs", int, 0, "memn2n: epochs of each task without the memory softmax", "model"),
     Option("tie_answers", boolean, False, "memn2n: the answer layer is the last output embedding (paper)", "model"),
+    Option(
+        "position_encoding",
+        str,
+        "paper",
+        "memn2n: word positions weighted as the paper's PE, the authors' code's, or none (bag of words)",
+        "model",
+        ("paper", "authors", "none"),
+    ),
+    Option(
+        "empty_slots",
+        str,
+        "masked",
+        "memn2n: empty memory slots masked out of the attention, or attended with score 0 (authors' code)",
+        "model",
+        ("masked", "attended"),
+    ),
 ]
 
 

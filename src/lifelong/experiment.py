@@ -11,6 +11,7 @@ from lifelong import benchmarks, config, methods
 from lifelong.data.task import Stream
 from lifelong.data.validation import holdout
 from lifelong.errors import LifelongError, option, warn
+from lifelong.methods.memory.lamol_tokens import lamol_qa
 from lifelong.models import MLP, MemN2N
 from lifelong.train import Settings, fit
 
@@ -110,14 +111,17 @@ def parse_method(spec: str) -> tuple[str, dict]:
 
 
 def build_model(stream: Stream, cfg: dict) -> torch.nn.Module:
-    """The model a config names for ``stream``: the MLP for images, the memory network for text (bAbI)."""
+    """The model a config names for ``stream``: the MLP for images; for text (bAbI) the memory network, or
+    LAMOL's transformer (at its default sizes) for the other methods to train beside LAMOL."""
     kind = cfg.get("model") or ("memn2n" if stream.vocabulary else "mlp")
     if kind == "mlp":
         if stream.vocabulary:
             raise LifelongError(f"an MLP cannot read {stream.name}'s text; use {option('model')} memn2n")
         return MLP(stream.input_size, list(cfg["hidden"]), stream.n_classes)
     if not stream.vocabulary:
-        raise LifelongError(f"memn2n reads text (a babi benchmark), not {stream.name}; use {option('model')} mlp")
+        raise LifelongError(f"{kind} reads text (a babi benchmark), not {stream.name}; use {option('model')} mlp")
+    if kind == "transformer":
+        return lamol_qa(stream)
     sentences, words = stream.input_shape[0] - 1, stream.input_shape[1]
     answer_words = None
     if cfg.get("tie_answers"):  # W = C^K's rows of the answer words; a label that is no word (a test-only
@@ -132,6 +136,8 @@ def build_model(stream: Stream, cfg: dict) -> torch.nn.Module:
         hops=cfg.get("hops", 3),
         linear_start_epochs=cfg.get("linear_start_epochs", 0),
         answer_words=answer_words,
+        position_encoding={"paper": True, "authors": "authors", "none": False}[cfg.get("position_encoding") or "paper"],
+        empty_slots=cfg.get("empty_slots") or "masked",
     )
 
 

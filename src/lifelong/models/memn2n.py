@@ -40,9 +40,11 @@ Choices, and where the authors' code differs from the paper:
   code's time words (``n:-1:1``, newest = first row). ``sentences`` rows; a story may have fewer slots.
 - **Empty slots and padding words** contribute nothing: the padding row of every embedding is zero (and
   gets no gradient, ``padding_idx=0``), padding words are also masked, and empty slots are masked out of the
-  softmax. The authors' code differs here: its empty memories (all-nil words, embedding 0) stay in the
-  softmax with score 0, which dilutes the attention of short stories in a memory of ``min(50, longest
-  story)`` slots; masking makes a story's answer independent of how far it was padded.
+  softmax (``empty_slots="masked"``, the default). The authors' code differs here: its empty memories
+  (all-nil words and no time word, so key and value 0) stay in the softmax with score 0, which dilutes the
+  attention of short stories in a memory of ``min(50, longest story)`` slots; masking makes a story's
+  answer independent of how far it was padded. ``empty_slots="attended"`` does as the code: each of the
+  ``sentences`` slots a story leaves empty takes part in the softmax with score 0 and adds nothing to o.
 - **Linear start** (LS, paper Sec. 4.2): ``linear_start = True`` removes the softmax in every hop, so
   ``p_i = u . m_i`` (empty slots 0), the model linear up to the answer's softmax. The paper trains so
   until the validation loss stops decreasing, then re-inserts the softmax; the authors' code instead
@@ -87,6 +89,7 @@ from lifelong.models.sizes import whole
 
 SIGMA = 0.1  # the paper's initialisation: N(0, 0.1^2)
 PE_STYLES = ("paper", "authors")
+EMPTY_SLOTS = ("masked", "attended")
 
 
 def position_encoding(length: int, dim: int, style: str = "paper") -> torch.Tensor:
@@ -160,6 +163,7 @@ class MemN2N(nn.Module):
         linear_start: bool = False,
         answer_words: Sequence[int] | None = None,
         linear_start_epochs: int = 0,
+        empty_slots: str = "masked",
     ):
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("n_answers", n_answers), ("sentences", sentences)):
@@ -177,6 +181,11 @@ class MemN2N(nn.Module):
             )
         if isinstance(noise, bool) or not isinstance(noise, int | float) or not 0 <= noise <= 1:
             raise LifelongError(f"MemN2N: {option('noise')} must be a fraction 0..1, such as 0.1 (got {noise!r})")
+        if empty_slots not in EMPTY_SLOTS:
+            raise LifelongError(
+                f"MemN2N: {option('empty_slots')} must be one of {', '.join(EMPTY_SLOTS)} (got {empty_slots!r})"
+            )
+        self.empty_slots = empty_slots
         self.vocab_size, self.n_answers, self.sentences, self.words = vocab_size, n_answers, sentences, words
         self.dim, self.hops, self.temporal, self.noise = dim, hops, bool(temporal), float(noise)
         self.position_encoding = style
@@ -259,7 +268,7 @@ class MemN2N(nn.Module):
         real = (x[:, :-1] != 0).any(-1)  # (N, S): slots that hold a sentence
         if self.temporal:
             rows = temporal_indices(real, self.noise if self.training else 0.0, self.sentences)
-            times = [t[rows] * self.time_scale for t in self.times]
+            times = [t[rows] * self.time_scale * real[..., None] for t in self.times]  # an empty slot has none
         else:
             times = [0.0] * (self.hops + 1)
         u = sentences[0][:, -1]
@@ -293,9 +302,15 @@ class MemN2N(nn.Module):
         return F.embedding_bag(index.reshape(-1, width), table, mode="sum").view(n, rows, -1).split(self.dim, -1)
 
     def _attend(self, scores: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        """Softmax over the real slots (linear start: the raw scores), 0 on empty slots."""
+        """Softmax over the real slots (linear start: the raw scores), 0 on empty slots. With
+        ``empty_slots="attended"`` the softmax's denominator also counts the ``sentences - n`` empty slots of
+        a story of n sentences, each exp(0): one more logit, log(sentences - n), whose weight is dropped."""
         if self.linear_start:
             return scores * real
+        if self.empty_slots == "attended":
+            empty = (self.sentences - real.sum(1, keepdim=True)).to(scores.dtype)
+            scores = torch.cat([scores.masked_fill(~real, float("-inf")), empty.log()], 1)
+            return torch.softmax(scores, 1)[:, :-1]
         scores = scores.masked_fill(~real, float("-inf")).masked_fill(~real.any(1, keepdim=True), 0.0)
         return torch.softmax(scores, 1) * real  # a story without sentences attends to nothing
 
@@ -320,5 +335,5 @@ class MemN2N(nn.Module):
             f"vocab_size={self.vocab_size}, n_answers={self.n_answers}, sentences={self.sentences}, "
             f"words={self.words}, dim={self.dim}, hops={self.hops}, position_encoding={self.position_encoding}, "
             f"temporal={self.temporal}, noise={self.noise}, linear_start={self.linear_start}, "
-            f"tied_answers={self.answer is None}"
+            f"tied_answers={self.answer is None}, empty_slots={self.empty_slots}"
         )

@@ -25,6 +25,7 @@ from lifelong.data.datasets import babi
 from lifelong.models.transformer import TransformerLM
 
 SPECIALS = (".", "?", "<ans>", "<eos>")
+SIZES = {"d_model": 128, "layers": 2, "heads": 4}  # LAMOL's default network (0.45 M parameters on bAbI)
 CHUNK = 16  # sequences per forward pass of the language model (LamolQA.hidden)
 
 
@@ -137,6 +138,16 @@ class LamolQA(nn.Module):
         real = torch.arange(targets.shape[1], device=x.device) < (seq_len - 1)[:, None]
         lm_logits = self.lm.logits(h[n:, : targets.shape[1]][real])
         return qa_loss, nn.functional.cross_entropy(lm_logits, targets[real])
+
+
+def lamol_qa(stream, d_model: int = SIZES["d_model"], layers: int = SIZES["layers"], heads: int = SIZES["heads"]):
+    """LAMOL's QA model for a text stream, untrained: a causal transformer LM over the stream's tokens, long
+    enough for ``<gen:k>``, every sentence with its ".", the question, "?", ``<ans>``, the answer, ``<eos>``.
+    Any method can train it (``model transformer``): finetune, joint and replay beside LAMOL."""
+    tokens = Tokens(stream.vocabulary, stream.class_names, len(stream))
+    sentences, words = stream.input_shape[0] - 1, stream.input_shape[1]
+    length = 1 + sentences * (words + 1) + words + 4
+    return LamolQA(tokens, TransformerLM(len(tokens), d_model, layers, heads, max_length=length))
 
 
 def _pad(tokens: torch.Tensor, width: int) -> torch.Tensor:

@@ -113,9 +113,10 @@ def joint_table(done: dict, seeds) -> str:
             sd = f" ± {np.std(e.mean(1), ddof=1):.1f}" if len(e) > 1 else ""
             row = " | ".join(f"{v:.1f}" for v in e.mean(0))
             lines.append(f"| check {name} (mean of {len(e)}) | {row} | {e.mean():.1f}{sd} |")
-            best = e[e.mean(1).argmin()]
-            row = " | ".join(f"{v:.1f}" for v in best)
-            lines.append(f"| check {name} (best seed) | {row} | {best.mean():.1f} |")
+            if len(e) > 1:
+                best = e[e.mean(1).argmin()]
+                row = " | ".join(f"{v:.1f}" for v in best)
+                lines.append(f"| check {name} (best seed) | {row} | {best.mean():.1f} |")
     paper = np.array(PAPER_JOINT)
     lines.append("| paper (best of 10) | " + " | ".join(f"{e:.1f}" for e in paper) + f" | {paper.mean():.1f} |")
     sd = np.std(errors.mean(1), ddof=1) if len(runs) > 1 else float("nan")

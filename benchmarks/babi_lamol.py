@@ -8,8 +8,8 @@ vocabulary, no task identity at test time), tasks 1..20 in order:
 - the network: LAMOL's default transformer (``--model transformer`` for finetune and joint; LAMOL builds
   the same one), d 128, 2 blocks, 4 heads, trained from scratch (no GPT-2 here);
 - Adam, lr 1e-3, batch 32, 5 epochs per task (joint: 5 epochs over all tasks' data at once, the same
-  number of steps). From scratch the network learns each task in about 4-6 epochs on its own and then
-  overfits (task 1 alone: 47 % after 5 epochs, 46 % after 12; the memory network reaches 100 %);
+  number of steps). After its 5 epochs finetune answers 43.3 % of task 1 (R[1][1] of the table's run),
+  where the memory network of babi_lifelong.py answers 100 % after its 100 epochs;
 - LAMOL: λ_LM 0.25, γ 0.2 pseudo-samples per new sample, top-k 20 (the authors' defaults).
 
 Reported: ACC = mean_j R[T,j], BWT = mean_{j<T} (R[T,j] − R[j,j]) (the GEM paper's), task 5's accuracy
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from babi_lifelong import sequential_table, task5_panel
+from babi_lifelong import save, sequential_table, task5_panel
 from runs import run_all
 
 RESULTS = Path(__file__).parent / "results"
@@ -87,11 +87,7 @@ def plot(done: dict, seeds, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     task5_panel(ax, done, seeds, list(METHODS), "lamol", "bAbI task 5, LAMOL's transformer")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main() -> None:

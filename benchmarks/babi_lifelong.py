@@ -157,6 +157,16 @@ def task5_panel(ax, done: dict, seeds, methods, prefix: str = "sequential", titl
         ax.axhline(joint[-1, 4], color="k", ls="--", label="joint (all at once)")
     ax.axvline(5, color="grey", lw=0.8)
     ax.set(xlabel="tasks learned", ylabel="accuracy on task 5 (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def plot(done: dict, seeds, methods, path: Path) -> None:
@@ -173,12 +183,9 @@ def plot(done: dict, seeds, methods, path: Path) -> None:
         if R is not None:
             right.bar(np.arange(1, 21) + (i - 0.5) * width, R[-1], width, label=label)
     right.set(xlabel="bAbI task", ylabel="final accuracy (%)", title="after all 20 tasks", xticks=range(1, 21))
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8)
+    save(fig, path)
 
 
 def main() -> None:

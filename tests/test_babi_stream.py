@@ -92,3 +92,13 @@ def test_tied_answers_read_the_last_output_embedding_of_each_answer_word(data):
     assert torch.equal(m.answer_matrix(), m.embeddings[-1].weight[words])
     untied = build_model(s, {"embedding": 8, "hops": 2})
     assert sum(p.numel() for p in untied.parameters()) - sum(p.numel() for p in m.parameters()) == 8 * len(words)
+
+
+def test_the_memory_options_of_a_config_reach_the_model(data):
+    from lifelong.experiment import build_model
+
+    s = ll.benchmarks.build("babi", n_tasks=2, data_dir=data)
+    built = {pe: build_model(s, {"position_encoding": pe}) for pe in (None, "paper", "authors", "none")}
+    assert [m.position_encoding for m in built.values()] == ["paper", "paper", "authors", False]
+    assert build_model(s, {}).empty_slots == "masked"
+    assert build_model(s, {"empty_slots": "attended"}).empty_slots == "attended"

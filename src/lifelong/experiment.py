@@ -136,7 +136,7 @@ def build_model(stream: Stream, cfg: dict) -> torch.nn.Module:
         hops=cfg.get("hops", 3),
         linear_start_epochs=cfg.get("linear_start_epochs", 0),
         answer_words=answer_words,
-        position_encoding={"paper": True, "authors": "authors", "none": False}[cfg.get("position_encoding") or "paper"],
+        position_encoding=False if cfg.get("position_encoding") == "none" else cfg.get("position_encoding") or "paper",
         empty_slots=cfg.get("empty_slots") or "masked",
     )
 

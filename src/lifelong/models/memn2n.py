@@ -268,7 +268,7 @@ class MemN2N(nn.Module):
         real = (x[:, :-1] != 0).any(-1)  # (N, S): slots that hold a sentence
         if self.temporal:
             rows = temporal_indices(real, self.noise if self.training else 0.0, self.sentences)
-            times = [t[rows] * self.time_scale * real[..., None] for t in self.times]  # an empty slot has none
+            times = [t[rows] * self.time_scale for t in self.times]  # empty slots get 0 attention either way
         else:
             times = [0.0] * (self.hops + 1)
         u = sentences[0][:, -1]

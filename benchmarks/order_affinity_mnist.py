@@ -23,9 +23,9 @@ Cost: per benchmark 25 trainings of a task for the affinity study and 4 methods 
 420 for the order study (PackNet retrains after each task), in ``--workers`` processes.
 
 Results: benchmarks/results/order_affinity_mnist.json (every record, resumable: a benchmark already done
-with the same settings is not run again), order_affinity_mnist.txt (what was printed), and one report
-folder per benchmark (order.md with its PNGs: the distribution per method, best/worst R, the affinity
-heatmaps and the dendrogram).
+with the same settings is not run again), order_affinity_mnist.txt (what was printed, for every benchmark
+done so far), and one report folder per benchmark (order.md with its PNGs: the distribution per method,
+best/worst R, the affinity heatmaps and the dendrogram).
 
     python benchmarks/order_affinity_mnist.py --data-dir ../shared/data/mnist [--workers 2]
         [--benchmarks permuted,rotated,split] [--methods finetune,ewc,replay,packnet] [--orders 20]
@@ -114,6 +114,7 @@ def main() -> None:
                 print(f"\n== {key}: done already (see {path.name})")
                 continue
             what = f"{flags['benchmark']}, {scenario}-IL, {flags['tasks']} tasks, methods {', '.join(flags['method'])}"
+            start = len(tee.kept.getvalue())
             print(f"\n== {key}: {what}, curriculum + {args.orders} random orders, {args.workers} workers")
             cfg = config.resolve(None, flags)
             aff, proposal, study = curriculum.check(cfg, args.orders, args.workers)
@@ -121,7 +122,9 @@ def main() -> None:
             print(report.order_text(study, proposal))
             folder = report.write_order_report(study, results / f"order_affinity_mnist-{bench}", False, aff, proposal)
             print(f"report: {folder}")
+            section = tee.kept.getvalue()[start:]
             done[key] = {
+                "printed": section,
                 "flags": flags,
                 "orders": args.orders,
                 "affinity": aff.to_dict(),
@@ -129,7 +132,8 @@ def main() -> None:
                 "study": study.to_dict(),
             }
             path.write_text(json.dumps(done, indent=1))
-    (results / "order_affinity_mnist.txt").write_text(tee.kept.getvalue())
+    # every benchmark done so far, in the order they were first run: a later run of one does not lose the others
+    (results / "order_affinity_mnist.txt").write_text("".join(r.get("printed", "") for r in done.values()))
 
 
 if __name__ == "__main__":

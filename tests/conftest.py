@@ -1,5 +1,6 @@
 import pytest
 import torch
+from postgres import postgres_server, postgres_url  # noqa: F401  (the service's PostgreSQL fixtures)
 
 
 @pytest.fixture(autouse=True)

@@ -164,6 +164,47 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Go on with a killed or interrupted run from its last checkpoint, in the same record and folder."""
+    from lifelong.checkpoint import stages_done
+    from lifelong.experiment import CHECKPOINT, of_run
+    from lifelong.results.store import not_resumable
+
+    store = _open_store(args.store, create=False)
+    run_id = store.resolve(args.run)
+    row = store.get(run_id)
+    why = not_resumable(row)
+    if why:
+        raise LifelongError(why)
+    exp, seed, spec = of_run(row, store.path)  # checks the settings and builds the data before taking the run over
+    n_tasks = len(exp.stream(seed))
+    n_stages = len(exp.method(spec).stages(n_tasks))
+    done = stages_done(store.folder(run_id) / CHECKPOINT)
+    unit = "task" if n_stages == n_tasks else "training stage"
+    note = f"resumed after {unit} {done} of {n_stages}" if done else "resumed from the start (no checkpoint yet)"
+    store.resume(run_id, note)
+    if not (args.quiet or args.json):
+        print(f"run {run_id}: {spec} (seed {seed}), {note}\n" + _describe(exp), flush=True)
+    progress = Progress(enabled=not args.json)
+    progress.label = f"{spec} (seed {seed})"
+    record = Record(run_id, spec, seed)
+    try:
+        record.result = exp.execute(seed, spec, store, progress=progress, resume=run_id)[1]
+    except DivergedError as e:
+        record.error = str(e)
+    finally:
+        progress.clear()
+    if args.json:
+        json.dump(record.to_json(), sys.stdout, indent=1)
+        print()
+    else:
+        _print_runs(exp, [record], quiet=args.quiet)
+    if record.error:
+        print(f"lifelong: error: {record.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 MAIN_JOB_TITLES = (
     "== main job, part 1: the lecture's first example. One MLP learns noisy digits (task 1), then clean digits "
     "(task 2).",
@@ -253,6 +294,8 @@ class Record:
 def _execute_all(exp, store, group: str, progress: Progress) -> list[Record]:
     """Every (seed, method) run of ``exp``. A run that diverges is recorded as failed and the others go on:
     one method's bad setting must not take the rest down."""
+    if exp.cfg.get("vectorize"):
+        return _execute_vectorized(exp, store, group, progress)
     records = []
     for seed, spec in exp.runs:
         progress.label = f"{spec} (seed {seed})"
@@ -261,6 +304,23 @@ def _execute_all(exp, store, group: str, progress: Progress) -> list[Record]:
             records.append(Record(run_id, spec, seed, result))
         except DivergedError as e:
             records.append(Record(getattr(e, "run_id", None), spec, seed, error=str(e)))
+        finally:
+            progress.clear()
+    return records
+
+
+def _execute_vectorized(exp, store, group: str, progress: Progress) -> list[Record]:
+    """``--vectorize``: the seeds of each method trained at once (lifelong.vectorized), one record per seed;
+    a seed that diverges is recorded as failed and the other seeds go on."""
+    from lifelong.vectorized.runs import execute_seeds
+
+    records = []
+    for spec in exp.method_names:
+        progress.label = f"{spec} ({len(exp.seeds)} seeds)"
+        try:
+            for seed, run_id, result in execute_seeds(exp, spec, store, group, progress):
+                done = isinstance(result, Result)
+                records.append(Record(run_id, spec, seed, result if done else None, None if done else str(result)))
         finally:
             progress.clear()
     return records
@@ -551,6 +611,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train and evaluate; with no options, the main job")
     _add_options(run)
     run.set_defaults(func=cmd_run)
+    resume = sub.add_parser("resume", help="go on with a killed or interrupted run from its last checkpoint")
+    resume.add_argument("run", help="run id, run-NNNN, or latest")
+    resume.add_argument("--store", default="lifelong-runs/runs.db")
+    resume.add_argument("--quiet", action="store_true", help="print only the summary table")
+    resume.add_argument("--json", action="store_true", help="print the run's results as JSON on stdout, nothing else")
+    resume.set_defaults(func=cmd_resume)
     tune = sub.add_parser("tune", help="sweep one hyper-parameter, choose it on a validation split")
     tune.add_argument("--param", required=True, help="option to sweep, e.g. lam or lr")
     tune.add_argument("--values", required=True, help="values to try, e.g. 1,10,100,1000")
@@ -570,6 +636,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", help="output folder (default: beside the store)")
     report.set_defaults(func=cmd_report)
     _add_study_parsers(sub)
+    from lifelong.results.commands import add_parsers as add_results_parsers  # compare, export (issue 12)
+
+    add_results_parsers(sub)
+    from lifelong.sweep.commands import add_parser as add_sweep_parser  # lifelong sweep FILE (issue 12)
+
+    add_sweep_parser(sub)
+    # `lifelong serve …` is parsed by lifelong.serve.cli (see _main): listed here for --help only
+    sub.add_parser("serve", help="serve a model that keeps learning from feedback (`lifelong serve --help`)")
     return parser
 
 
@@ -642,7 +716,12 @@ def _glue_negative_values(argv: list[str]) -> list[str]:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(_glue_negative_values(sys.argv[1:] if argv is None else list(argv)))
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if argv[:1] == ["serve"]:  # imported only here: `lifelong run` never loads FastAPI or SQLAlchemy
+            from lifelong.serve.cli import main as serve
+
+            return serve(argv[1:])
+        args = parser.parse_args(_glue_negative_values(argv))
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

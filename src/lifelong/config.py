@@ -15,10 +15,18 @@ from lifelong import benchmarks, errors, methods
 from lifelong.data.task import SCENARIOS
 from lifelong.errors import LifelongError
 from lifelong.train import OPTIMIZERS, Settings
+from lifelong.vectorized import support as vectorized
 
 
 def int_list(text) -> list[int]:
-    return [int(v) for v in _items(text)]
+    """Whole numbers, comma-separated; ``a..b`` is every number from a to b, both included (0..9)."""
+    out = []
+    for v in _items(text):
+        first, dots, last = str(v).partition("..")
+        if dots and int(first) > int(last):
+            raise ValueError(f"empty range {v!r}")
+        out += list(range(int(first), int(last) + 1)) if dots else [int(v)]
+    return out
 
 
 def float_list(text) -> list[float]:
@@ -95,7 +103,17 @@ EXPERIMENT = [
         "method(s), comma-separated; each may carry its own settings: ewc:lam=10:fisher=sampled",
         "experiment",
     ),
-    Option("seeds", int_list, None, "several seeds, e.g. 0,1,2: report mean ± sd (overrides --seed)", "experiment"),
+    Option(
+        "seeds", int_list, None, "several seeds, e.g. 0,1,2 or 0..9: report mean ± sd (overrides --seed)", "experiment"
+    ),
+    Option(
+        "vectorize",
+        boolean,
+        False,
+        f"train all seeds of a method at once as one vectorised model (the MLP; {vectorized.SUPPORTED}); "
+        "recorded as one run per seed",
+        "experiment",
+    ),
     Option("store", str, "lifelong-runs/runs.db", "results database (run folders go beside it)", "experiment"),
     Option("report", boolean, True, "write a Markdown + PNG report after the runs", "experiment"),
 ]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from lifelong import benchmarks, config, methods
+from lifelong.checkpoint import CheckpointError
 from lifelong.data.task import Stream
 from lifelong.data.validation import holdout
 from lifelong.errors import LifelongError, option, warn
@@ -26,6 +27,7 @@ BUILDER_OPTIONS = {
 DEFAULTS_OF_BUILDER_OPTIONS = {"permute_first": False}
 
 IMPORTANCE_PLOT = "importance.png"  # in a run's folder, for methods that estimate importances
+CHECKPOINT = "checkpoint"  # the folder, in a run's folder, of its last checkpoint (lifelong.checkpoint)
 
 # `lifelong run` with no options opens with the lecture's first example, at every other default: task 1 is
 # noisy digits, task 2 the same digits clean; fine-tuning forgets task 1, joint training keeps both.
@@ -167,6 +169,10 @@ class Experiment:
         Settings(**{**self.train_options, "seed": self.seeds[0]})  # checks the training settings
         for spec in self.method_names:
             self.method(spec).check(stream)
+        if cfg.get("vectorize"):  # what vectorised seeds cannot train is refused here too (lifelong.vectorized)
+            from lifelong.vectorized.runs import check
+
+            check(self)
 
     @property
     def runs(self) -> list[tuple[int, str]]:
@@ -198,16 +204,34 @@ class Experiment:
             "validation_fraction": self.validation_fraction,
         }
 
-    def execute(self, seed: int, spec: str, store=None, group: str | None = None, progress: Callable | None = None):
+    def execute(
+        self,
+        seed: int,
+        spec: str,
+        store=None,
+        group: str | None = None,
+        progress: Callable | None = None,
+        resume: int | None = None,
+        plots: bool = True,
+    ):
         """Train one run; record it (running, with the rows of R written as each task ends, then finished,
-        failed with the reason, or interrupted on Ctrl-C). Returns (run id or None, Result)."""
+        failed with the reason, or interrupted on Ctrl-C), with a checkpoint in its folder after each task.
+        ``resume``: the id of a recorded run (taken over with Store.resume) to go on with from its last
+        checkpoint instead of starting a new one. ``plots=False``: no importance plot in the run's folder (a
+        sweep's runs skip it: drawing it takes seconds, more than training a small run). Returns (run id or
+        None, Result)."""
+        if self.cfg.get("vectorize"):  # only `lifelong run` trains seeds together (lifelong.vectorized.runs)
+            raise LifelongError(f"{option('vectorize')} applies to `lifelong run` only; run this without it")
         stream = self.stream(seed)
         settings = Settings(**{**self.train_options, "seed": seed})
         torch.manual_seed(seed)  # the initialisation is part of what the seed fixes
         model = build_model(stream, self.cfg)
         method = self.method(spec)
         run_config = self.config(seed, spec)
-        run_id = store.start(run_config, seed, group) if store is not None else None
+        run_id = resume
+        if run_id is None and store is not None:
+            run_id = store.start(run_config, seed, group)
+        folder = store.folder(run_id) / CHECKPOINT if store is not None else None
         task_names = [t.name for t in stream.tasks]
 
         def record_row(done: int, n_stages: int, rows: dict) -> None:
@@ -219,11 +243,18 @@ class Experiment:
 
         on_row = record_row if store is not None else None
         try:
-            result = fit(stream, model, method, settings, progress=progress, on_row=on_row)
+            options = {"progress": progress, "on_row": on_row, "checkpoint": folder, "resume": resume is not None}
+            result = fit(stream, model, method, settings, **options)
         except KeyboardInterrupt:  # Ctrl-C: not a failure of the method, and the rows so far stay
             if store is not None:
                 store.interrupt(run_id)
             raise
+        except CheckpointError as e:  # the checkpoint, not the run, is at fault: it stays resumable
+            if store is not None:
+                from lifelong.results.store import COULD_NOT_RESUME
+
+                store.interrupt(run_id, COULD_NOT_RESUME + str(e))
+            raise LifelongError(f"{e} (to run it again from the start instead, delete {folder})") from None
         except BaseException as e:  # record every way a run can end, then let it propagate
             if store is not None:
                 store.fail(run_id, str(e) or type(e).__name__)
@@ -232,9 +263,25 @@ class Experiment:
         result.config = {**run_config, **result.config}
         if store is not None:
             store.finish(run_id, result)
-            if hasattr(method, "importance"):  # regularisers: show which weights they guard
+            if plots and hasattr(method, "importance"):  # regularisers: show which weights they guard
                 from lifelong.results import plot_importance
 
                 title = f"{spec}: importance after {len(stream)} tasks (run {run_id})"
                 plot_importance(method.importance(), store.folder(run_id) / IMPORTANCE_PLOT, title)
         return run_id, result
+
+
+def of_run(row: dict, store_path) -> tuple[Experiment, int, str]:
+    """The experiment, seed and method spec of a recorded run (a row of the store), to resume it: its
+    config holds every setting it was started with."""
+    cfg = row.get("config") or {}
+    if "method_spec" not in cfg or "seed" not in cfg:
+        raise LifelongError(
+            f"run {row['id']} was not recorded by `lifelong run` or `lifelong tune`, so its settings are not all "
+            "known; only their runs can be resumed"
+        )
+    names = {o.name for o in config.options()} - {"method", "seeds", "store", "report"}
+    flags = {k: v for k, v in cfg.items() if k in names}
+    flags |= {"method": [cfg["method_spec"]], "seed": cfg["seed"], "store": str(store_path)}
+    exp = Experiment(config.resolve(None, flags), validation_fraction=cfg.get("validation_fraction"))
+    return exp, cfg["seed"], cfg["method_spec"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import resource
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lifelong import checkpoint as checkpoints
 from lifelong.data.task import Stream
 from lifelong.errors import DivergedError, LifelongError, option, warn
 from lifelong.methods import capacity
@@ -162,6 +164,17 @@ def check_model(model: nn.Module, stream: Stream) -> None:
         )
 
 
+def _save_checkpoint(folder, state, method, settings, stream, given, started: float) -> None:
+    """Save a checkpoint after a stage. One that cannot be saved (state a checkpoint cannot hold, a full
+    disk) is said, once per reason, and training goes on: the previous checkpoint stays valid, and losing
+    the ability to resume is no reason to lose the run."""
+    state.elapsed_s = time.perf_counter() - started
+    try:
+        checkpoints.save(folder, state, method, settings, stream, given)
+    except (LifelongError, OSError) as e:
+        warn(f"could not save a checkpoint ({e}); if stopped, this run resumes from an earlier one or the start")
+
+
 def fit(
     stream: Stream,
     model: nn.Module,
@@ -169,6 +182,8 @@ def fit(
     settings: Settings | None = None,
     progress: Callable[[int, int, int, int], None] | None = None,
     on_row: Callable[[int, int, dict[str, list[list[float]]]], None] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
     **options,
 ) -> Result:
     """Train ``model`` on ``stream`` with ``method``; returns the Result with its R matrix.
@@ -178,6 +193,10 @@ def fit(
     ``on_row(i, n_stages, rows)`` is called once R[0] is measured (i = 0) and after each stage's evaluation
     (i = stages done), with the rows of R so far under each view ({view: [R[0], ..., R[i]]}): a caller
     can record them, so that a run stopped part-way keeps what it had finished.
+    ``checkpoint``: a folder where a checkpoint of everything needed to go on is saved after each stage
+    (lifelong.checkpoint; it must not hold one already). ``resume=True``: go on from the checkpoint in that
+    folder, if there is one, with the same stream, settings and a freshly built model and method, which are
+    then restored from it; the result is bit for bit that of a run never stopped.
     """
     if settings is not None and options:
         raise LifelongError(f"give fit() either settings= or settings as keywords ({', '.join(options)}), not both")
@@ -188,16 +207,28 @@ def fit(
     if caveat:  # it runs, but the user hears first why it will not work here
         warn(caveat)
     check_model(model, stream)
+    if resume and checkpoint is None:
+        raise LifelongError("resume=True needs checkpoint=, the folder of the checkpoint to go on from")
     torch.manual_seed(s.seed)  # methods that sample (e.g. a sampled Fisher) draw from the global RNG
     batches_g = torch.Generator().manual_seed(s.seed)
     stream = _on_device(stream, s.device)
-    model = method.prepare(model.to(s.device), stream)
-    model.train()
+    given = model.to(s.device)
+    if checkpoint is not None and not resume and checkpoints.has_checkpoint(checkpoint):
+        raise LifelongError(
+            f"{checkpoint} holds a checkpoint already; resume it with resume=True, or give an empty folder"
+        )
+    # Everything from prepare() to the last finished stage, and every random state, as they were.
+    saved = checkpoints.load(checkpoint, method, s, stream, given) if resume else None
+    if saved is None:
+        model = method.prepare(given, stream)
+        model.train()
+    else:
+        model, batches_g = saved.model, saved.batches
     call_after_backward, call_after_step = (type(method).overrides(h) for h in ("after_backward", "after_step"))
     primary = {"domain": "domain", "task": "task", "class": "class"}[stream.scenario]
 
-    started = time.perf_counter()
-    eval_time = 0.0
+    started = time.perf_counter() - (saved.elapsed_s if saved else 0.0)
+    eval_time = saved.eval_s if saved else 0.0
 
     def timed_eval(after: int):
         nonlocal eval_time
@@ -206,7 +237,7 @@ def fit(
         eval_time += time.perf_counter() - t0
         return out
 
-    rows = [timed_eval(-1)]
+    rows = saved.rows if saved else [timed_eval(-1)]
     stages = method.stages(len(stream))
 
     def row_done():
@@ -217,7 +248,13 @@ def fit(
     curves, losses, train_s, held = [], [], [], []
     parameters = capacity.parameters(model)  # before any task: what the first task adds is counted from here
     optimizer = None
+    if saved:
+        curves, losses, train_s, held = saved.curves, saved.losses, saved.train_s, saved.held
+        parameters, optimizer = saved.parameters, saved.optimizer
+    checkpoint_s = 0.0
     for i, stage in enumerate(stages):
+        if saved and i < saved.stages_done:
+            continue
         t0 = time.perf_counter()
         task = stream.tasks[stage[-1]]
         if len(stage) == 1:  # no copy of the task's data
@@ -281,6 +318,13 @@ def fit(
         held.append(capacity.record(method, model, tasks=max(stage) + 1, before=parameters))  # outside train_s
         parameters = held[-1]["parameters"]
         rows.append(timed_eval(max(stage)))
+        if checkpoint is not None:  # before row_done(): a recorded row always has its checkpoint
+            t0 = time.perf_counter()
+            state = checkpoints.FitState(
+                i + 1, model, optimizer, batches_g, rows, curves, losses, train_s, held, parameters, eval_time, 0.0
+            )
+            _save_checkpoint(checkpoint, state, method, s, stream, given, started)
+            checkpoint_s += time.perf_counter() - t0
         row_done()
 
     # A method with fewer stages than tasks (joint) has one evaluation for all of them.
@@ -299,7 +343,8 @@ def fit(
         config={"train": dataclasses.asdict(s), "method": method.settings()},
         curves=curves,
         losses=losses,
-        timings={"train_s": train_s, "eval_s": eval_time, "total_s": time.perf_counter() - started},
+        timings={"train_s": train_s, "eval_s": eval_time, "total_s": time.perf_counter() - started}
+        | ({"checkpoint_s": checkpoint_s} if checkpoint is not None else {}),
         peak_memory_mb=peak_mb,
         n_stages=len(stages),
         facts=json.loads(json.dumps(method.facts())),  # as the store keeps them: int keys read back as strings

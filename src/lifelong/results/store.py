@@ -38,6 +38,8 @@ Table ``runs`` (JSON columns hold JSON text)::
     message         TEXT     why a run failed or stopped
     folder          TEXT     the run's folder, relative to the database's folder (schema 2; NULL before)
     progress        JSON     {"stages_done", "n_stages", "task_names"}: how far training got (schema 2)
+    config_hash     TEXT     a sweep's identity of the run: sha256 of its resolved settings (schema 3;
+                             lifelong.sweep); unique within its group, NULL for runs of other commands
 
 ``result.json`` is Result.to_dict() plus run_id, group, seed, code_version and created; its fields are
 documented in docs/result-schema.md.
@@ -48,10 +50,12 @@ switched to 'finished', in one transaction. A process killed at any point theref
 process (same host) no longer exists as 'killed'. Reads never write: the stored status stays 'running',
 so a read-only copy of the store reads the same. The rows of R are written as each training stage ends
 (progress(), one short transaction per stage), so a killed, failed or interrupted run keeps the part of
-R it had finished.
+R it had finished. A killed or interrupted run can be taken over by another process with resume()
+(`lifelong resume`), which goes on from the checkpoint in its folder (lifelong.checkpoint): the row is
+'running' again, under that process's id, and its message says from where it was resumed.
 
-Schema 1 stores (no ``folder``/``progress`` columns) are read as they are; the first write (start())
-adds the two columns and sets the version to 2, in one transaction.
+Schema 1 and 2 stores (no ``folder``/``progress`` columns, no ``config_hash``) are read as they are; the
+first write (start()) adds the missing columns and sets the version to 3, in one transaction.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ from lifelong.errors import LifelongError
 from lifelong.result import Result
 
 DEFAULT_PATH = Path("lifelong-runs") / "runs.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 _SCHEMA = """
@@ -101,7 +105,8 @@ CREATE TABLE runs (
     result TEXT,
     message TEXT,
     folder TEXT,
-    progress TEXT
+    progress TEXT,
+    config_hash TEXT
 );
 CREATE INDEX runs_by_group ON runs (run_group);
 """
@@ -111,8 +116,14 @@ _COLUMNS = (
     "R curves timings peak_memory_mb metrics message"
 ).split()
 _ADDED_IN_2 = ("folder", "progress")  # columns that schema 1 stores lack until their first write
+_ADDED_IN_3 = ("config_hash",)  # and schema 2 stores
+# One record per configuration of a sweep: what makes Store.claim() exact under concurrent workers.
+_CONFIG_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS runs_by_config ON runs (run_group, config_hash) WHERE config_hash IS NOT NULL"
+)
 _JSON_COLUMNS = {"config", "R", "curves", "timings", "metrics", "progress"}
 INTERRUPTED = "stopped by the user with Ctrl-C"
+COULD_NOT_RESUME = "could not resume: "  # the message of a run whose resume was refused (it stays resumable)
 
 
 class Store:
@@ -154,6 +165,32 @@ class Store:
             # Inside the transaction: if no folder can be made, no row is left behind either.
             con.execute("UPDATE runs SET folder = ? WHERE id = ?", (self._claim_folder(run_id), run_id))
         return run_id
+
+    def claim(self, config: dict, seed: int, group: str, config_hash: str) -> tuple[int, bool]:
+        """The run of configuration ``config_hash`` in ``group`` (a sweep, lifelong.sweep): when the group has
+        none, a new 'running' run of this process, as start() records it, and (its id, True); else (the id of
+        the one recorded, False), whatever its status. An insert-or-ignore on the unique (group, config_hash)
+        in one BEGIN IMMEDIATE transaction: of any number of processes claiming one configuration at once,
+        exactly one creates its record and the others get that record's id."""
+        if not group or not config_hash:
+            raise LifelongError("claim() needs a group and a config hash: together they name one record")
+        self._upgrade()
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")  # taken before the read: no other writer between it and the insert
+            row = (group, _now(), os.getpid(), socket.gethostname(), int(seed), code_version(), _dumps(config))
+            cur = con.execute(
+                "INSERT OR IGNORE INTO runs (run_group, status, created, pid, host, seed, code_version, config, "
+                "config_hash) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                (*row, config_hash),
+            )
+            if cur.rowcount == 1:
+                run_id = cur.lastrowid
+                con.execute("UPDATE runs SET folder = ? WHERE id = ?", (self._claim_folder(run_id), run_id))
+                return run_id, True
+            (run_id,) = con.execute(
+                "SELECT id FROM runs WHERE run_group = ? AND config_hash = ?", (group, config_hash)
+            ).fetchone()
+        return run_id, False
 
     def progress(self, run_id: int, R, task_names: list[str], n_stages: int) -> None:
         """Record the rows of R finished so far (R[0] and one per finished training stage), so that a
@@ -217,9 +254,31 @@ class Store:
         progress() stay."""
         self._end(run_id, "failed", message)
 
-    def interrupt(self, run_id: int) -> None:
-        """Mark a running run stopped by the user (Ctrl-C); the rows of R recorded by progress() stay."""
-        self._end(run_id, "interrupted", INTERRUPTED)
+    def interrupt(self, run_id: int, message: str = INTERRUPTED) -> None:
+        """Mark a running run stopped by the user (Ctrl-C), or a resume that could not start (``message``
+        says why); the rows of R recorded by progress() stay, and `lifelong resume` can go on with it."""
+        self._end(run_id, "interrupted", message)
+
+    def resume(self, run_id: int, note: str) -> None:
+        """Take over a stopped run to go on with it in this process (`lifelong resume`): one killed (its row
+        still 'running', its process gone) or interrupted. The row is 'running' again, with this process's
+        id, and ``note`` (e.g. 'resumed after task 2 of 5') added to its message. A check and a switch in one
+        transaction: of two processes resuming the same run at once, one is refused."""
+        self._upgrade()
+        row = self.get(run_id)
+        why = not_resumable(row)
+        if why:
+            raise LifelongError(why)
+        kept = row["message"] if not (row["message"] or "").startswith(COULD_NOT_RESUME) else None
+        message = "; ".join(m for m in (kept, note) if m)
+        with self._connect() as con:
+            cur = con.execute(
+                "UPDATE runs SET status = 'running', pid = ?, host = ?, finished = NULL, message = ? "
+                "WHERE id = ? AND status IN ('running', 'interrupted') AND pid IS ? AND host IS ?",
+                (os.getpid(), socket.gethostname(), message, run_id, row["pid"], row["host"]),
+            )
+            if cur.rowcount != 1:
+                raise LifelongError(f"run {run_id} was taken over by another process just now; leave it to that one")
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -331,15 +390,17 @@ class Store:
         raise LifelongError(f"{self.path.parent / base} and 998 variants of it exist; move old run folders aside")
 
     def _upgrade(self) -> None:
-        """Schema 1 -> 2: add the folder and progress columns (a no-op for a current store)."""
+        """Schema 1 -> 2: add the folder and progress columns; 2 -> 3: the config_hash column and its unique
+        index (a no-op for a current store)."""
         if self._version >= SCHEMA_VERSION:
             return
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")  # another process may be upgrading it at the same moment
             columns = {r["name"] for r in con.execute("PRAGMA table_info(runs)")}
-            for name in _ADDED_IN_2:
+            for name in (*_ADDED_IN_2, *_ADDED_IN_3):
                 if name not in columns:
                     con.execute(f"ALTER TABLE runs ADD COLUMN {name} TEXT")
+            con.execute(_CONFIG_INDEX)
             con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._version = SCHEMA_VERSION
 
@@ -357,6 +418,7 @@ class Store:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             con.execute(statement)
+                    con.execute(_CONFIG_INDEX)
                     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             elif "runs" not in tables or version == 0:
                 # Someone else's SQLite database: adding our table to it would be damage.
@@ -439,6 +501,27 @@ def _explain(path: Path, e: sqlite3.Error) -> str:
     return f"the results store {path} failed: {text}"
 
 
+def not_resumable(row: dict[str, Any]) -> str | None:
+    """Why the run of ``row`` (as get() gives it) cannot be resumed, in one line; None when it can: it was
+    killed (its process is gone) or interrupted."""
+    run_id, status = row["id"], row["status"]
+    if status == "finished":
+        return f"run {run_id} finished: nothing to resume (`lifelong show {run_id}` shows its result)"
+    if status == "failed":
+        return (
+            f"run {run_id} failed ({row['message']}), and resuming it would repeat the same computation; "
+            "start a new run with other settings"
+        )
+    if status == "running" and row["host"] != socket.gethostname():
+        return (
+            f"run {run_id} is recorded as running on {row['host']}, and from here lifelong cannot tell whether it "
+            "still is; resume it on that machine"
+        )
+    if status == "running":
+        return f"run {run_id} is still running (process {row['pid']}); stop it first, or let it finish"
+    return None
+
+
 def describe_progress(row: dict[str, Any]) -> str | None:
     """How far a run's training got, e.g. 'finished 3 of 5 tasks'; None when nothing was recorded."""
     progress = row.get("progress")
@@ -455,9 +538,10 @@ def _legacy_name(run_id: int) -> str:
 
 
 def _select(con: sqlite3.Connection) -> str:
-    """The columns get()/runs() read; a schema 1 store (read, never upgraded by reading) lacks the last two."""
+    """The columns get()/runs() read; an older store (read, never upgraded by reading) lacks those added since."""
     (version,) = con.execute("PRAGMA user_version").fetchone()
-    added = _ADDED_IN_2 if version >= 2 else [f"NULL AS {name}" for name in _ADDED_IN_2]
+    since = {name: 2 for name in _ADDED_IN_2} | {name: 3 for name in _ADDED_IN_3}
+    added = [name if version >= since[name] else f"NULL AS {name}" for name in since]
     return ", ".join([*_COLUMNS, *added])
 
 

@@ -8,12 +8,18 @@ every unit in this process, one after another (the baseline the speed benchmark 
 
 A warning a unit raises (a method's caveat, an unstable step size) is carried back with its record and
 raised again here, once, so that the user sees it as from a run in this process.
+
+A worker whose parent is gone exits at once: a parent killed with SIGKILL cannot stop its pool, and an
+orphaned worker would finish its unit unseen (and, in a sweep, hold a run that the next sweep would take
+for a live one instead of resuming it).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
+import time
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -36,10 +42,18 @@ def check_workers(workers: int | None) -> int:
     return workers
 
 
-def _one_thread() -> None:
+def _start_worker(parent: int) -> None:
     import torch
 
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_without, args=(parent,), daemon=True).start()
+
+
+def _exit_without(parent: int) -> None:
+    """End this worker once its parent process ``parent`` has ended (it is then adopted by another)."""
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
 
 
 def _call(fn: Callable, args: tuple) -> tuple[object, list[str]]:
@@ -76,7 +90,7 @@ def run(
         for job in jobs:
             keep(_call(fn, tuple(job)))
         return out
-    with mp.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
         for item in pool.imap(_call_job, [(fn, tuple(job)) for job in jobs]):
             keep(item)
     return out

@@ -270,7 +270,8 @@ class CPG(Method):
         self.stats.append(
             {"task": task.name, "goal": goal, "val_accuracy": accuracy, "sparsity": sparsity, "units_grown": grown}
         )
-        self._task, self._scores = None, None
+        # The batch iterator too: before_task starts a new one, and a live generator cannot be checkpointed.
+        self._task, self._scores, self._batches = None, None, None
 
     def _picks(self) -> list[torch.Tensor]:
         if self._scores is None:

@@ -38,7 +38,16 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # as the tests' own process (conft
 def start(db, kill: str | None = None) -> subprocess.Popen:
     env = {**ENV, "LIFELONG_TEST_KILL": kill} if kill else ENV
     command = [sys.executable, "-m", "lifelong.cli", "run", *RUN, "--store", str(db)]
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_ctrl_c_interrupts
+    )
+
+
+def _ctrl_c_interrupts() -> None:
+    """In the child, before Python starts: SIGINT's default action back, so that Python raises
+    KeyboardInterrupt on it. A shell runs a background job (``make test &``, nohup) with SIGINT ignored,
+    which every child inherits, and Python then leaves it ignored: the Ctrl-C run would finish unstopped."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stages_recorded(db) -> int:

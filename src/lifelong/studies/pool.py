@@ -9,6 +9,10 @@ every unit in this process, one after another (the baseline the speed benchmark 
 A warning a unit raises (a method's caveat, an unstable step size) is carried back with its record and
 raised again here, once, so that the user sees it as from a run in this process.
 
+A worker that dies (killed, out of memory, a crash in native code) ends the study with a one-line error
+rather than a hang: concurrent.futures' pool notices a worker gone and fails the units it held, where
+multiprocessing.Pool waits for them forever.
+
 A worker whose parent is gone exits at once: a parent killed with SIGKILL cannot stop its pool, and an
 orphaned worker would finish its unit unseen (and, in a sweep, hold a run that the next sweep would take
 for a live one instead of resuming it).
@@ -22,6 +26,8 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from lifelong.errors import LifelongError, LifelongWarning, option, warn
 
@@ -90,9 +96,16 @@ def run(
         for job in jobs:
             keep(_call(fn, tuple(job)))
         return out
-    with mp.get_context("spawn").Pool(workers, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
-        for item in pool.imap(_call_job, [(fn, tuple(job)) for job in jobs]):
-            keep(item)
+    context = mp.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(workers, context, initializer=_start_worker, initargs=(os.getpid(),)) as pool:
+            for item in pool.map(_call_job, [(fn, tuple(job)) for job in jobs]):
+                keep(item)
+    except BrokenProcessPool:
+        raise LifelongError(
+            f"a worker process died after {len(out)} of {len(jobs)} units (killed, out of memory, or a crash); "
+            f"run again, with fewer {option('workers')} if memory is short"
+        ) from None
     return out
 
 

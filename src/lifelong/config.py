@@ -238,26 +238,32 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 PATH_OPTIONS = ("data_dir",)
 
 
-def read_config_file(path: str) -> dict:
-    """A YAML mapping of option names to values; keys may use dashes or underscores."""
+def read_yaml(path, what: str = "config file", flag: str = " to --config"):
+    """The YAML document of the file at ``path`` (keys must be unique), or a one-line LifelongError that
+    names it as ``what`` (a config file, a sweep file) and, in its hints, the ``flag`` that gave it."""
     p = Path(path)
     if p.is_dir():
-        raise LifelongError(f"config file {path} is a folder; give the YAML file inside it to --config")
+        raise LifelongError(f"{what} {path} is a folder; give the YAML file inside it{flag}")
     if not p.is_file():
-        raise LifelongError(f"config file {path} does not exist; check the path given to --config")
+        raise LifelongError(f"{what} {path} does not exist; check the path{' given' + flag if flag else ''}")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        return yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError:
-        raise LifelongError(f"config file {path} is not UTF-8 text; give a YAML file of option: value lines") from None
+        raise LifelongError(f"{what} {path} is not UTF-8 text; give a YAML file") from None
     except OSError as e:
-        raise LifelongError(f"cannot read config file {path} ({e.strerror or e}); check its permissions") from None
+        raise LifelongError(f"cannot read {what} {path} ({e.strerror or e}); check its permissions") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(e, "problem", None) or ""
-        what = "has a duplicate key" if problem.startswith("duplicate key") else "is not valid YAML"
-        detail = f" ({problem})" if what.startswith("has") else ""
-        raise LifelongError(f"config file {path} {what}{where}{detail}; fix it and run again") from None
+        what_is = "has a duplicate key" if problem.startswith("duplicate key") else "is not valid YAML"
+        detail = f" ({problem})" if what_is.startswith("has") else ""
+        raise LifelongError(f"{what} {path} {what_is}{where}{detail}; fix it and run again") from None
+
+
+def read_config_file(path: str) -> dict:
+    """A YAML mapping of option names to values; keys may use dashes or underscores."""
+    p, data = Path(path), read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

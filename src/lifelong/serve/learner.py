@@ -322,26 +322,10 @@ class Learner:
         try:
             model, method, info, trained_on = self._train(snap, task, version)
         except _Stopped:
-            self.store.finish_version(
-                version,
-                status="rejected",
-                guard={},
-                reason="the service stopped while it trained",
-                trained_on=0,
-                files={},
-                info={},
-            )
+            self._untrained(version, "the service stopped while it trained")
             return version
         except Exception as e:
-            self.store.finish_version(
-                version,
-                status="rejected",
-                guard={},
-                reason=f"training failed: {_one_line(e)}",
-                trained_on=0,
-                files={},
-                info={},
-            )
+            self._untrained(version, f"training failed: {_one_line(e)}")
             raise
         self.status = "evaluating"
         guard = self.guard_accuracy(model)
@@ -370,6 +354,10 @@ class Learner:
         self.status = "idle"
         log.info("version %d %s: %s", version, "promoted" if promoted else "rejected", reason)
         return version
+
+    def _untrained(self, version: int, reason: str) -> None:
+        """Record a candidate whose training did not finish: rejected, with nothing evaluated or saved."""
+        self.store.finish_version(version, status="rejected", guard={}, reason=reason, trained_on=0, files={}, info={})
 
     def _train(self, snap: Snapshot, task: Task, version: int):
         s = self.settings

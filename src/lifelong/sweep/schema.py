@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from lifelong import config, methods
 from lifelong.errors import LifelongError
@@ -233,22 +232,7 @@ def _text(value) -> str:
 def load(path: str | Path) -> Sweep:
     """The checked sweep of the YAML file at ``path``."""
     p = Path(path)
-    if p.is_dir():
-        raise LifelongError(f"sweep file {path} is a folder; give the YAML file inside it")
-    if not p.is_file():
-        raise LifelongError(f"sweep file {path} does not exist; check the path")
-    try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=config._UniqueKeyLoader)
-    except UnicodeDecodeError:
-        raise LifelongError(f"sweep file {path} is not UTF-8 text; give a YAML file") from None
-    except OSError as e:
-        raise LifelongError(f"cannot read sweep file {path} ({e.strerror or e}); check its permissions") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or ""
-        what = f"has a {problem}" if problem.startswith("duplicate key") else "is not valid YAML"
-        raise LifelongError(f"sweep file {path} {what}{where}; fix it and run again") from None
+    data = config.read_yaml(path, "sweep file", "")
     return parse(data, str(path), p.parent.resolve(), p.stem)
 
 

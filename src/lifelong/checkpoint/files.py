@@ -41,14 +41,14 @@ def write(folder: Path, document: dict, tensors: dict[str, torch.Tensor], stages
     folder.mkdir(parents=True, exist_ok=True)
     data = safetensors.torch.save(tensors, metadata={"format": "lifelong checkpoint"})
     name = f"tensors-{stages_done:04d}.safetensors"
-    _write_atomically(folder / name, data, ("tensors", stages_done))
+    write_atomically(folder / name, data, ("tensors", stages_done))
     _test_kill("between", stages_done)
     document = {**document, "tensors": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     try:
         text = json.dumps(document)
     except (TypeError, ValueError) as e:  # a value fit() or a method keeps that JSON cannot hold
         raise CheckpointError(f"cannot write the checkpoint's state as JSON ({e})") from None
-    _write_atomically(folder / STATE, text.encode(), ("state", stages_done))
+    write_atomically(folder / STATE, text.encode(), ("state", stages_done))
     for old in folder.iterdir():  # the previous tensors file, and temporary files of a killed write
         if old.name != name and (old.name.startswith("tensors-") or old.name.endswith(".tmp")):
             with contextlib.suppress(OSError):
@@ -90,14 +90,15 @@ def read(folder: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
     return document, tensors
 
 
-def _write_atomically(path: Path, data: bytes, point: tuple[str, int]) -> None:
-    """Readers see the old file or the whole new one, never a part, even if the process is killed."""
+def write_atomically(path: Path, data: bytes, point: tuple[str, int] | None = None) -> None:
+    """Readers see the old file or the whole new one, never a part, even if the process is killed (also the
+    service's weight files). ``point``: where the test hook may kill the process half-way (see above)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             half = len(data) // 2
             f.write(data[:half])
-            if os.environ.get(TEST_KILL):
+            if point and os.environ.get(TEST_KILL):
                 f.flush()
                 _test_kill(*point)
             f.write(data[half:])

@@ -394,7 +394,7 @@ class Learner:
         optimizer = make_optimizer(model.parameters(), self.train_settings)
         method.on_optimizer(optimizer)
         g = torch.Generator().manual_seed(s.seed * 1_000_003 + version)
-        order, total = torch.empty(0, dtype=torch.long), 0.0
+        order, total = torch.empty(0, dtype=torch.long), torch.zeros(())
         for _ in range(s.steps):
             if self._stop.is_set():
                 raise _Stopped
@@ -407,8 +407,8 @@ class Learner:
             method.after_backward(model, task)
             optimizer.step()
             method.after_step(model, task)
-            total += loss.item()
-        info["loss"] = total / max(s.steps, 1)
+            total += loss.detach()  # summed as a tensor: no sync per step, as in fit()
+        info["loss"] = float(total) / max(s.steps, 1)
         model.eval()
         return model, method, info, len(y)
 

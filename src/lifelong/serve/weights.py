@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
+from lifelong.checkpoint.files import write_atomically
 from lifelong.serve.errors import ServeError
 
 FOLDER = "weights"
@@ -39,16 +39,9 @@ def save(folder: Path, name: str, tensors: dict[str, torch.Tensor], metadata: di
     own = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     data = save_bytes(own, metadata=metadata)
     path = folder / name
-    tmp = folder / f".{name}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_folder(folder)
+        write_atomically(path, data)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ServeError(
             f"cannot write {path} ({e.strerror or e}); free disk space or fix the folder's permissions"
         ) from None
@@ -76,12 +69,3 @@ def _metadata(data: bytes) -> dict[str, str]:
     """The header's ``__metadata__`` (safetensors' torch loader returns only the tensors)."""
     size = int.from_bytes(data[:8], "little")
     return json.loads(data[8 : 8 + size]).get("__metadata__", {}) or {}
-
-
-def _fsync_folder(folder: Path) -> None:
-    """The rename itself is durable only once the folder's entry is on disk."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -421,11 +421,13 @@ def _whole(value, where: str, minimum: int, example: str) -> int:
 
 
 def _seeds(value, where: str) -> list[int]:
-    if isinstance(value, str) and ".." in value:
-        lo, _, hi = value.partition("..")
-        if lo.strip().isdigit() and hi.strip().isdigit() and int(lo) <= int(hi):
-            return list(range(int(lo), int(hi) + 1))
-        raise LifelongError(f"{where}: {value!r} is not a range; write FIRST..LAST, e.g. 0..4, or a list [0, 1, 2]")
+    if isinstance(value, str) and ".." in value:  # the command line's form (config.int_list): 0..4
+        try:
+            value = config.int_list(value)
+        except ValueError:
+            raise LifelongError(
+                f"{where}: {value!r} is not a range; write FIRST..LAST, e.g. 0..4, or a list [0, 1, 2]"
+            ) from None
     values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in values):
         raise LifelongError(f"{where}: {value!r}: give whole numbers >= 0, e.g. [0, 1, 2] or 0..4")

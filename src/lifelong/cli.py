@@ -166,8 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Go on with a killed or interrupted run from its last checkpoint, in the same record and folder."""
-    from lifelong.checkpoint import stages_done
-    from lifelong.experiment import CHECKPOINT, of_run
+    from lifelong.experiment import of_run, resume_note
     from lifelong.results.store import not_resumable
 
     store = _open_store(args.store, create=False)
@@ -177,11 +176,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if why:
         raise LifelongError(why)
     exp, seed, spec = of_run(row, store.path)  # checks the settings and builds the data before taking the run over
-    n_tasks = len(exp.stream(seed))
-    n_stages = len(exp.method(spec).stages(n_tasks))
-    done = stages_done(store.folder(run_id) / CHECKPOINT)
-    unit = "task" if n_stages == n_tasks else "training stage"
-    note = f"resumed after {unit} {done} of {n_stages}" if done else "resumed from the start (no checkpoint yet)"
+    note = resume_note(exp, seed, spec, store.folder(run_id))
     store.resume(run_id, note)
     if not (args.quiet or args.json):
         print(f"run {run_id}: {spec} (seed {seed}), {note}\n" + _describe(exp), flush=True)

@@ -4,11 +4,12 @@ each (method, seed), train with fit(), record each run in the store. The CLI onl
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from lifelong import benchmarks, config, methods
-from lifelong.checkpoint import CheckpointError
+from lifelong.checkpoint import CheckpointError, stages_done
 from lifelong.data.task import Stream
 from lifelong.data.validation import holdout
 from lifelong.errors import LifelongError, option, warn
@@ -269,6 +270,16 @@ class Experiment:
                 title = f"{spec}: importance after {len(stream)} tasks (run {run_id})"
                 plot_importance(method.importance(), store.folder(run_id) / IMPORTANCE_PLOT, title)
         return run_id, result
+
+
+def resume_note(exp: Experiment, seed: int, spec: str, run_folder) -> str:
+    """What a resume of this run will do, for its record and the user: "resumed after task 2 of 5", or
+    "resumed from the start (no checkpoint yet)"."""
+    n_tasks = len(exp.stream(seed))
+    n_stages = len(exp.method(spec).stages(n_tasks))
+    done = stages_done(Path(run_folder) / CHECKPOINT)
+    unit = "task" if n_stages == n_tasks else "training stage"
+    return f"resumed after {unit} {done} of {n_stages}" if done else "resumed from the start (no checkpoint yet)"
 
 
 def of_run(row: dict, store_path) -> tuple[Experiment, int, str]:

@@ -44,8 +44,7 @@ def run_point(cfg: dict, spec: str, seed: int, validation: float | None, store_p
     store at ``store_path``, group ``group``; ``key`` is the hash the sweep expects it to have. Returns
     {"key", "run_id", "action": ran | resumed | left | not started, "error"?: why it failed or did not
     start, "note"?: why it was left to another process}."""
-    from lifelong.checkpoint import stages_done
-    from lifelong.experiment import CHECKPOINT, Experiment
+    from lifelong.experiment import Experiment, resume_note
     from lifelong.results.store import Store, not_resumable
 
     try:  # build and check the data before claiming: a run that cannot start leaves no record
@@ -63,11 +62,7 @@ def run_point(cfg: dict, spec: str, seed: int, validation: float | None, store_p
         why = not_resumable(row)
         if why:
             return out | {"action": "left", "note": why}
-        n_tasks = len(exp.stream(seed))
-        n_stages = len(exp.method(spec).stages(n_tasks))
-        done = stages_done(store.folder(run_id) / CHECKPOINT)
-        unit = "task" if n_stages == n_tasks else "training stage"
-        note = f"resumed after {unit} {done} of {n_stages}" if done else "resumed from the start (no checkpoint yet)"
+        note = resume_note(exp, seed, spec, store.folder(run_id))
         try:
             store.resume(run_id, f"{note} by {group}")
         except LifelongError as e:  # another worker took it over between our read and our switch

@@ -8,6 +8,10 @@ in at most 2x the wall time of one seed. Also printed: the matrix-product work (
 rate it ran at, beside this machine's rate on one large matrix product with the same threads.
 
     python benchmarks/vectorized_seeds.py --data-dir ../shared/data/mnist [--threads 1] [--seeds 10] [--repeats 1]
+        [--device cuda]
+
+On a GPU (``--device cuda``) one seed's step of this tiny MLP is a few dozen kernel launches that leave the
+chip almost idle; ten stacked seeds launch the same kernels, only wider, which is where the target is met.
 
 ``--steps`` instead times one SGD step of the seeds (random data, no stream) three ways for the 3 x 50 and
 the 2 x 100 MLP at batch 32 and 128: one seed's nn.Module, the library's batched matrix products
@@ -55,13 +59,21 @@ def flop(stream, S: int) -> float:
     return S * (train + test)
 
 
-def peak_rate() -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def peak_rate(device: str) -> float:
+    """FLOP/s of one large float32 matrix product (TF32 stays off, as in training)."""
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
     a @ b
+    sync(device)
     t = time.perf_counter()
     for _ in range(5):
         a @ b
+    sync(device)
     return 5 * 2 * 2048**3 / (time.perf_counter() - t)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def step_times(S: int, hidden: list[int], batch: int, steps: int = 200) -> tuple[float, float, float]:
@@ -135,6 +147,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--steps", action="store_true", help="time single steps: batched products against vmap")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where every run trains and is evaluated")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.steps:
@@ -142,19 +155,21 @@ def main() -> None:
     data_dir = args.data_dir if args.dataset == "mnist" else None
     stream = ll.benchmarks.permuted(args.dataset, n_tasks=5, seed=0, data_dir=data_dir)
     seeds = list(range(args.seeds))
+    settings = {**SETTINGS, "device": args.device}
     # Warm-up: the first fit() of a process pays one-off costs (allocator, kernels' first calls).
-    ll.fit(stream, model(stream, 0), "finetune", seed=0, iterations=200, batch_size=32)
-    fit_seeds(stream, [model(stream, s) for s in seeds], "finetune", seeds, iterations=200, batch_size=32)
+    warm = {"iterations": 200, "batch_size": 32, "device": args.device}
+    ll.fit(stream, model(stream, 0), "finetune", seed=0, **warm)
+    fit_seeds(stream, [model(stream, s) for s in seeds], "finetune", seeds, **warm)
     one, separate, vectorised = [], [], []
     for _ in range(args.repeats):  # alternate the three so that machine noise hits all alike
-        _, wall, cpu = timed(lambda: ll.fit(stream, model(stream, 0), "finetune", seed=0, **SETTINGS))
+        _, wall, cpu = timed(lambda: ll.fit(stream, model(stream, 0), "finetune", seed=0, **settings))
         one.append((wall, cpu))
         separate_results, wall, cpu = timed(
-            lambda: [ll.fit(stream, model(stream, s), "finetune", seed=s, **SETTINGS) for s in seeds]
+            lambda: [ll.fit(stream, model(stream, s), "finetune", seed=s, **settings) for s in seeds]
         )
         separate.append((wall, cpu))
         vectorised_results, wall, cpu = timed(
-            lambda: fit_seeds(stream, [model(stream, s) for s in seeds], "finetune", seeds, **SETTINGS)
+            lambda: fit_seeds(stream, [model(stream, s) for s in seeds], "finetune", seeds, **settings)
         )
         vectorised.append((wall, cpu))
     best = {name: min(times) for name, times in (("one", one), ("separate", separate), ("vectorised", vectorised))}
@@ -166,6 +181,8 @@ def main() -> None:
         f"permuted {args.dataset}, 5 tasks x {len(stream.tasks[0].train_y)} samples, MLP {sizes}, finetune, "
         "SGD lr 0.1, batch 32, 1 epoch/task"
     )
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu, threads: {args.threads}"
+    print(f"device: {device}; torch {torch.__version__}")
     print(f"threads: {args.threads}; repeats: {args.repeats} (best of each); wall s (CPU s)")
     print(f"1 seed                  : {best['one'][0]:7.2f} s ({best['one'][1]:.2f})")
     print(f"{S} seeds, separate runs : {best['separate'][0]:7.2f} s ({best['separate'][1]:.2f})")
@@ -175,7 +192,7 @@ def main() -> None:
     rate = flop(stream, S) / best["vectorised"][0]
     print(
         f"matrix products of the {S} seeds: {flop(stream, S) / 1e9:.0f} GFLOP, {rate / 1e9:.0f} GFLOP/s; one "
-        f"2048^3 product on this machine: {peak_rate() / 1e9:.0f} GFLOP/s"
+        f"2048^3 product on this machine: {peak_rate(args.device) / 1e9:.0f} GFLOP/s"
     )
     print(f"max |R vectorised - R separate| over the {S} seeds: {delta:.2e}; R identical for {identical} of {S} seeds")
 

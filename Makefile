@@ -11,7 +11,7 @@ SYSDEPS := $(VENV)/.system-deps
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,serve,tensorboard,mlflow,ray]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,serve,tensorboard,mlflow,ray,postgres]'
 	touch $(STAMP)
 
 # Debian's PostgreSQL server and Chromium for the service's tests (tools/system-deps.sh installs what is missing)

@@ -1,4 +1,4 @@
-"""Recording runs (a SQLite store with one artefact folder per run) and reporting them (Markdown + PNG)."""
+"""Recording runs (a SQLite or PostgreSQL store, one artefact folder per run) and reporting them (Markdown, PNG)."""
 
 from lifelong.results.report import plot_importance, write_report, write_sweep_report
 from lifelong.results.store import Store

@@ -67,7 +67,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for note in c.notes:
         warn(note)
     print(compare.text(c))
-    out = Path(args.out) if args.out else store.path.parent / f"compare-{_stamp()}"
+    out = Path(args.out) if args.out else store.home / f"compare-{_stamp()}"
     print(f"\ncomparison: {compare.write(c, out, explicit=bool(args.out))}")
     return 0
 

@@ -55,7 +55,7 @@ def select(store: Store, refs: Sequence[str] = (), group: str | None = None, whe
             raise LifelongError(f"run {r['id']} is {r['status']}{why}, so it has no results; leave it out")
     finished = [r for r in rows if r["status"] == "finished"]
     if not finished:
-        what = "the runs selected" if refs or group or filters else str(store.path)
+        what = "the runs selected" if refs or group or filters else store.name
         raise LifelongError(f"no finished runs in {what}; run an experiment first or change the selection")
     return Selection(finished, [r["id"] for r in rows if r["status"] != "finished"])
 
@@ -120,6 +120,6 @@ def _expand(store: Store, ref: str) -> list[int]:
             raise LifelongError(f"{ref!r} is not a range of runs; write it as FIRST..LAST, e.g. 3..8")
         ids = [r["id"] for r in store.runs() if int(lo) <= r["id"] <= int(hi)]
         if not ids:
-            raise LifelongError(f"no runs {text} in {store.path}; give ids that exist (see `lifelong show latest`)")
+            raise LifelongError(f"no runs {text} in {store.name}; give ids that exist (see `lifelong show latest`)")
         return ids
     return [store.resolve(text)]

@@ -56,6 +56,10 @@ R it had finished. A killed or interrupted run can be taken over by another proc
 
 Schema 1 and 2 stores (no ``folder``/``progress`` columns, no ``config_hash``) are read as they are; the
 first write (start()) adds the missing columns and sets the version to 3, in one transaction.
+
+The same store can live in PostgreSQL instead, for many workers on many machines: give a URL,
+``Store("postgresql://user@host/db?folder=/shared/lifelong-runs")`` (lifelong.results.postgres). Every
+method below behaves the same; the runs' folders go under ``folder``.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ import numpy as np
 
 from lifelong.errors import LifelongError
 from lifelong.result import Result
+from lifelong.results import postgres
 
 DEFAULT_PATH = Path("lifelong-runs") / "runs.db"
 SCHEMA_VERSION = 3
@@ -127,12 +132,22 @@ COULD_NOT_RESUME = "could not resume: "  # the message of a run whose resume was
 
 
 class Store:
-    """Records runs in ``path`` (a SQLite file; an existing folder means ``<folder>/runs.db``).
+    """Records runs in ``path`` (a SQLite file; an existing folder means ``<folder>/runs.db``; a
+    ``postgresql://`` URL means that database).
 
     ``create=False`` is for reading: a missing (or empty) store is then a one-line error, and no file or
-    folder is made."""
+    folder is made.
+
+    ``name`` is the store as messages show it, ``home`` the folder of its runs' folders and of the default
+    report folders, ``location`` what opens the same store from another process or folder."""
 
     def __init__(self, path: str | os.PathLike = DEFAULT_PATH, create: bool = True):
+        self._pg = postgres.PostgresDB(str(path)) if postgres.is_url(path) else None
+        if self._pg is not None:
+            self.path, self.home, self.name, self.location = None, self._pg.folder, self._pg.name, self._pg.location
+            self._prefix = f"{self._pg.database}-run"
+            self._version = self._pg.init_schema(create, SCHEMA_VERSION, _CONFIG_INDEX)
+            return
         path = Path(path)
         if path.is_dir():
             path = path / "runs.db"
@@ -148,6 +163,8 @@ class Store:
                 raise LifelongError(
                     f"cannot create the results store at {path} ({e.strerror or e}); choose a writable location"
                 ) from None
+        self.home, self.name, self.location = path.parent, str(path), str(path.resolve())
+        self._prefix = "run" if path.stem == "runs" else f"{path.stem}-run"
         self._init_schema(create)
 
     # -- writing -------------------------------------------------------------------------------------
@@ -156,12 +173,12 @@ class Store:
         """Record a new 'running' run, make its own folder and return its id."""
         self._upgrade()
         with self._connect() as con:
-            cur = con.execute(
+            run_id = self._insert(
+                con,
                 "INSERT INTO runs (run_group, status, created, pid, host, seed, code_version, config) "
                 "VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
                 (group, _now(), os.getpid(), socket.gethostname(), int(seed), code_version(), _dumps(config)),
             )
-            run_id = cur.lastrowid
             # Inside the transaction: if no folder can be made, no row is left behind either.
             con.execute("UPDATE runs SET folder = ? WHERE id = ?", (self._claim_folder(run_id), run_id))
         return run_id
@@ -176,15 +193,16 @@ class Store:
             raise LifelongError("claim() needs a group and a config hash: together they name one record")
         self._upgrade()
         with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")  # taken before the read: no other writer between it and the insert
+            if self._pg is None:  # PostgreSQL's ON CONFLICT waits for a competing insert by itself
+                con.execute("BEGIN IMMEDIATE")  # taken before the read: no other writer between it and the insert
             row = (group, _now(), os.getpid(), socket.gethostname(), int(seed), code_version(), _dumps(config))
-            cur = con.execute(
-                "INSERT OR IGNORE INTO runs (run_group, status, created, pid, host, seed, code_version, config, "
-                "config_hash) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+            run_id = self._insert(
+                con,
+                "INSERT INTO runs (run_group, status, created, pid, host, seed, code_version, config, "
+                "config_hash) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (*row, config_hash),
             )
-            if cur.rowcount == 1:
-                run_id = cur.lastrowid
+            if run_id is not None:
                 con.execute("UPDATE runs SET folder = ? WHERE id = ?", (self._claim_folder(run_id), run_id))
                 return run_id, True
             (run_id,) = con.execute(
@@ -218,10 +236,10 @@ class Store:
             "created": row["created"],
         }
         folder = row["folder"] or _legacy_name(run_id)
-        if not _is_ours(self.path.parent / folder / "result.json", document):
+        if not _is_ours(self.home / folder / "result.json", document):
             # Someone put another result.json there since start(): keep it, and this run, elsewhere.
             folder = self._claim_folder(run_id)
-        _write_atomically(self.path.parent / folder / "result.json", _dumps(document, indent=2))
+        _write_atomically(self.home / folder / "result.json", _dumps(document, indent=2))
         wall_s = (_parse(finished) - _parse(row["created"])).total_seconds()
         n_stages = result.n_stages if result.n_stages is not None else len(result.task_names)
         progress = {"stages_done": n_stages, "n_stages": n_stages, "task_names": list(result.task_names)}
@@ -271,10 +289,11 @@ class Store:
             raise LifelongError(why)
         kept = row["message"] if not (row["message"] or "").startswith(COULD_NOT_RESUME) else None
         message = "; ".join(m for m in (kept, note) if m)
+        same = "IS" if self._pg is None else "IS NOT DISTINCT FROM"  # equal, NULLs included
         with self._connect() as con:
             cur = con.execute(
                 "UPDATE runs SET status = 'running', pid = ?, host = ?, finished = NULL, message = ? "
-                "WHERE id = ? AND status IN ('running', 'interrupted') AND pid IS ? AND host IS ?",
+                f"WHERE id = ? AND status IN ('running', 'interrupted') AND pid {same} ? AND host {same} ?",
                 (os.getpid(), socket.gethostname(), message, run_id, row["pid"], row["host"]),
             )
             if cur.rowcount != 1:
@@ -285,7 +304,7 @@ class Store:
     def folder(self, run_id: int) -> Path:
         """The run's artefact folder (``run-0007`` for runs.db, ``a-run-0007`` for a.db), next to the
         database."""
-        return self.path.parent / (self._row(run_id)["folder"] or _legacy_name(run_id))
+        return self.home / (self._row(run_id)["folder"] or _legacy_name(run_id))
 
     def get(self, run_id: int) -> dict[str, Any]:
         """The run's row with JSON columns decoded, 'group' for run_group and 'folder' (the full path);
@@ -306,14 +325,14 @@ class Store:
         """Every run (or every run of ``group``), oldest first, as get() returns them."""
         where, args = ("WHERE run_group = ?", (group,)) if group is not None else ("", ())
         with self._connect() as con:
-            rows = con.execute(f"SELECT {_select(con)} FROM runs {where} ORDER BY id", args).fetchall()
+            rows = con.execute(f"SELECT {self._select(con)} FROM runs {where} ORDER BY id", args).fetchall()
         return [self._decode(dict(row)) for row in rows]
 
     def group_runs(self, group: str) -> list[dict[str, Any]]:
         """The runs of one group, oldest first; an unknown group is an error."""
         rows = self.runs(group)
         if not rows:
-            raise LifelongError(f"no runs in group {group!r} in {self.path}; check the group name")
+            raise LifelongError(f"no runs in group {group!r} in {self.name}; check the group name")
         return rows
 
     def latest_group(self) -> str:
@@ -323,7 +342,7 @@ class Store:
                 "SELECT run_group FROM runs WHERE run_group IS NOT NULL ORDER BY id DESC LIMIT 1"
             ).fetchone()
         if row is None:
-            raise LifelongError(f"no grouped runs in {self.path} yet; run an experiment first")
+            raise LifelongError(f"no grouped runs in {self.name} yet; run an experiment first")
         return row[0]
 
     def resolve(self, ref: str | int) -> int:
@@ -332,7 +351,7 @@ class Store:
         with self._connect() as con:
             lo, hi = con.execute("SELECT MIN(id), MAX(id) FROM runs").fetchone()
         if hi is None:
-            raise LifelongError(f"no runs in {self.path} yet; run an experiment first")
+            raise LifelongError(f"no runs in {self.name} yet; run an experiment first")
         if text == "latest":
             return hi
         number = text.removeprefix("run-")
@@ -345,11 +364,11 @@ class Store:
 
     def _row(self, run_id: int) -> dict[str, Any]:
         with self._connect() as con:
-            row = con.execute(f"SELECT {_select(con)} FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+            row = con.execute(f"SELECT {self._select(con)} FROM runs WHERE id = ?", (int(run_id),)).fetchone()
             if row is None:
                 lo, hi = con.execute("SELECT MIN(id), MAX(id) FROM runs").fetchone()
                 known = f"runs {lo}..{hi} exist" if hi is not None else "it holds no runs yet"
-                raise LifelongError(f"no run {run_id} in {self.path} ({known}); give an existing run id or 'latest'")
+                raise LifelongError(f"no run {run_id} in {self.name} ({known}); give an existing run id or 'latest'")
         return dict(row)
 
     def _end(self, run_id: int, status: str, message: str) -> None:
@@ -365,7 +384,7 @@ class Store:
     def _decode(self, row: dict[str, Any]) -> dict[str, Any]:
         out = {k: (json.loads(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in row.items()}
         out["group"] = out.pop("run_group")
-        out["folder"] = str(self.path.parent / (out["folder"] or _legacy_name(out["id"])))
+        out["folder"] = str(self.home / (out["folder"] or _legacy_name(out["id"])))
         if out["status"] == "running" and out["host"] == socket.gethostname() and not _alive(out["pid"]):
             out["status"] = "killed"
         return out
@@ -373,11 +392,14 @@ class Store:
     def _claim_folder(self, run_id: int) -> str:
         """Make the run's own folder and return its name: ``<prefix>-NNNN``, or ``...-2``, ``...-3`` when
         that name is taken by a non-empty folder (or a file), which is left untouched."""
-        prefix = "run" if self.path.stem == "runs" else f"{self.path.stem}-run"
-        base = f"{prefix}-{int(run_id):04d}"
+        base = f"{self._prefix}-{int(run_id):04d}"
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)  # a PostgreSQL store's folder is made on its first run
+        except OSError as e:
+            raise LifelongError(f"cannot create {self.home} ({e.strerror or e}); choose a writable folder") from None
         for n in range(1, 1000):
             name = base if n == 1 else f"{base}-{n}"
-            path = self.path.parent / name
+            path = self.home / name
             try:
                 path.mkdir()
                 return name
@@ -387,7 +409,7 @@ class Store:
                         return name  # an empty folder holds nothing to lose
             except OSError as e:
                 raise LifelongError(f"cannot create {path} ({e.strerror or e}); check permissions") from None
-        raise LifelongError(f"{self.path.parent / base} and 998 variants of it exist; move old run folders aside")
+        raise LifelongError(f"{self.home / base} and 998 variants of it exist; move old run folders aside")
 
     def _upgrade(self) -> None:
         """Schema 1 -> 2: add the folder and progress columns; 2 -> 3: the config_hash column and its unique
@@ -432,10 +454,30 @@ class Store:
                 )
         self._version = version
 
+    def _select(self, con) -> str:
+        """The columns get()/runs() read; an older store (read, never upgraded by reading) lacks those added
+        since."""
+        version = self._pg.version(con) if self._pg is not None else con.execute("PRAGMA user_version").fetchone()[0]
+        since = {name: 2 for name in _ADDED_IN_2} | {name: 3 for name in _ADDED_IN_3}
+        added = [name if version >= since[name] else f"NULL AS {name}" for name in since]
+        return ", ".join([*_COLUMNS, *added])
+
+    def _insert(self, con, sql: str, params: tuple) -> int | None:
+        """Run an INSERT of one row; the new row's id, or None when ON CONFLICT DO NOTHING skipped it."""
+        if self._pg is not None:
+            row = con.execute(sql + " RETURNING id", params).fetchone()
+            return None if row is None else int(row[0])
+        cur = con.execute(sql, params)
+        return cur.lastrowid if cur.rowcount == 1 else None
+
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         """A short-lived connection: commits on success, rolls back on error, always closes, and turns
-        SQLite's errors into one-line LifelongErrors."""
+        the database's errors into one-line LifelongErrors."""
+        if self._pg is not None:
+            with self._pg.connect() as con:
+                yield con
+            return
         con = None
         try:
             # timeout: wait for another process's write to finish instead of failing (parallel runs).
@@ -535,14 +577,6 @@ def describe_progress(row: dict[str, Any]) -> str | None:
 def _legacy_name(run_id: int) -> str:
     """The folder of a schema 1 row: every store used ``run-NNNN`` then."""
     return f"run-{int(run_id):04d}"
-
-
-def _select(con: sqlite3.Connection) -> str:
-    """The columns get()/runs() read; an older store (read, never upgraded by reading) lacks those added since."""
-    (version,) = con.execute("PRAGMA user_version").fetchone()
-    since = {name: 2 for name in _ADDED_IN_2} | {name: 3 for name in _ADDED_IN_3}
-    added = [name if version >= since[name] else f"NULL AS {name}" for name in since]
-    return ", ".join([*_COLUMNS, *added])
 
 
 def _is_ours(path: Path, document: dict) -> bool:

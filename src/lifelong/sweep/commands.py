@@ -7,6 +7,7 @@ import json
 import sys
 
 from lifelong.errors import LifelongError, option
+from lifelong.results.postgres import shown
 
 STORE = "lifelong-runs/runs.db"
 
@@ -60,7 +61,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         orders = f" × {_count(n_orders, 'order')}" if sweep.orders is not None else ""
         print(
             f"sweep {sweep.name}: {_count(len(jobs), 'run')} ({_count(configurations, 'configuration')}{orders} × "
-            f"{_count(len(sweep.seeds), 'seed')}); group {sweep.group}; store {args.store}; {how}",
+            f"{_count(len(sweep.seeds), 'seed')}); group {sweep.group}; store {shown(args.store)}; {how}",
             flush=True,
         )
 
@@ -76,7 +77,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     else:
         print(summary.table(sweep, entries))
         print("\n" + summary.counts(entries))
-        print(f"compare them: {summary.compare_command(sweep, entries, args.store)}")
+        print(f"compare them: {summary.compare_command(sweep, entries, shown(args.store))}")
     errors = [e for e in entries if e.status == "failed" or (e.done or {}).get("error")]
     if errors:
         first = errors[0]

@@ -65,7 +65,7 @@ def run(
     ``jobs``: the sweep's plan, when the caller has made it already."""
     jobs = plan(sweep) if jobs is None else jobs  # every check before any record
     store = Store(store_path)
-    path = str(store.path.resolve())  # workers (Ray's included) may start in another folder
+    path = store.location  # workers (Ray's included) may start in another folder
     before = _rows(store, sweep.group)
     todo = [j for j in jobs if j.key not in before or before[j.key]["status"] in RESUMABLE]
     results: list = []

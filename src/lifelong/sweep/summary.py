@@ -3,6 +3,8 @@ invocation did with it), the counts, and the `lifelong compare` command that com
 
 from __future__ import annotations
 
+import shlex
+
 from lifelong import metrics
 from lifelong.experiment import parse_method
 from lifelong.results.select import value_text
@@ -87,7 +89,7 @@ def compare_command(sweep: Sweep, entries: list[Entry], store: str) -> str:
     by = ["method", *(k for k in varying(sweep, entries) if k != "method")]
     if sweep.orders is not None and len({e.job.point.order for e in entries}) > 1:
         by.append("task_order")
-    return f"lifelong compare --group {sweep.group} --by {','.join(by)} --store {store}"
+    return f"lifelong compare --group {sweep.group} --by {','.join(by)} --store {shlex.quote(store)}"
 
 
 def to_json(entries: list[Entry]) -> list[dict]:

@@ -96,16 +96,16 @@ def export(
 def default_location(to: str, store: Store) -> str:
     """Where ``export`` writes when not told: beside the store (MLflow: $MLFLOW_TRACKING_URI first)."""
     if to == "tensorboard":
-        return str(store.path.parent / "tensorboard")
+        return str(store.home / "tensorboard")
     import os
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + str(store.path.parent.resolve() / "mlflow.db")
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///" + str(store.home.resolve() / "mlflow.db")
 
 
 def write_run(writer: Writer, row: dict[str, Any], result: Result, store: Store | None = None) -> None:
     """Everything one run gives (see the module's docstring), through ``writer``."""
     writer.params({k: value_text(v) for k, v in settings(row).items() if k != "group"})
-    source = {"store": str(store.path.resolve()) if store else "", "run_id": row["id"], "group": row.get("group")}
+    source = {"store": store.location if store else "", "run_id": row["id"], "group": row.get("group")}
     source |= {k: row.get(k) for k in ("seed", "code_version", "created", "status")}
     writer.tags({f"lifelong.{k}": value_text(v) for k, v in source.items()})
     names = [_tag(n) for n in result.task_names]

@@ -184,6 +184,7 @@ def fit(
     on_row: Callable[[int, int, dict[str, list[list[float]]]], None] | None = None,
     checkpoint: str | os.PathLike | None = None,
     resume: bool = False,
+    on_step: Callable[[int, nn.Module], None] | None = None,
     **options,
 ) -> Result:
     """Train ``model`` on ``stream`` with ``method``; returns the Result with its R matrix.
@@ -193,6 +194,8 @@ def fit(
     ``on_row(i, n_stages, rows)`` is called once R[0] is measured (i = 0) and after each stage's evaluation
     (i = stages done), with the rows of R so far under each view ({view: [R[0], ..., R[i]]}): a caller
     can record them, so that a run stopped part-way keeps what it had finished.
+    ``on_step(stage, model)`` is called after every optimizer step (and the method's after_step), e.g. to
+    record the parameters' path (lifelong.landscape); unset, the loop pays one ``is None`` test per step.
     ``checkpoint``: a folder where a checkpoint of everything needed to go on is saved after each stage
     (lifelong.checkpoint; it must not hold one already). ``resume=True``: go on from the checkpoint in that
     folder, if there is one, with the same stream, settings and a freshly built model and method, which are
@@ -304,6 +307,8 @@ def fit(
                 optimizer.step()
                 if call_after_step:
                     method.after_step(model, task)
+                if on_step is not None:
+                    on_step(i, model)
                 total += loss.detach()
             mean_loss = total.item() / len(batches)
             if not math.isfinite(mean_loss):  # checked once per epoch: no per-step sync in the hot path

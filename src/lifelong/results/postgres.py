@@ -43,35 +43,13 @@ PSYCOPG_PIP = "pip install 'lifelong[postgres]' (or pip install 'psycopg[binary]
 DEFAULT_FOLDER = Path("lifelong-runs")
 _LOCK_KEY = 0x6C6966656C6F6E67  # pg_advisory_xact_lock's key while the schema is created ('lifelong')
 
-_SCHEMA = """
-CREATE TABLE runs (
-    id BIGSERIAL PRIMARY KEY,
-    run_group TEXT,
-    status TEXT NOT NULL,
-    created TEXT NOT NULL,
-    finished TEXT,
-    pid INTEGER,
-    host TEXT,
-    seed BIGINT,
-    code_version TEXT,
-    config TEXT,
-    method TEXT,
-    benchmark TEXT,
-    scenario TEXT,
-    R TEXT,
-    curves TEXT,
-    timings TEXT,
-    peak_memory_mb DOUBLE PRECISION,
-    metrics TEXT,
-    result TEXT,
-    message TEXT,
-    folder TEXT,
-    progress TEXT,
-    config_hash TEXT
-);
-CREATE INDEX runs_by_group ON runs (run_group);
-CREATE TABLE lifelong_store (version INTEGER NOT NULL)
-"""
+# SQLite's types, as PostgreSQL spells them: ids from a sequence, 64-bit seeds, double precision.
+_TYPES = {
+    "INTEGER PRIMARY KEY AUTOINCREMENT": "BIGSERIAL PRIMARY KEY",
+    "seed INTEGER": "seed BIGINT",
+    " REAL": " DOUBLE PRECISION",
+}
+_VERSION_TABLE = "CREATE TABLE lifelong_store (version INTEGER NOT NULL)"
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -161,8 +139,9 @@ class PostgresDB:
         (version,) = con.execute("SELECT version FROM lifelong_store").fetchone()
         return int(version)
 
-    def init_schema(self, create: bool, current: int, unique_index: str) -> int:
-        """The store's schema version; an empty database gets the tables when ``create``."""
+    def init_schema(self, create: bool, current: int, schema: str, unique_index: str) -> int:
+        """The store's schema version; an empty database gets the tables when ``create``: ``schema`` (the
+        SQLite store's statements, translated) and ``unique_index``."""
         with self.connect() as con:
             tables = self._tables(con)
             if "runs" in tables and "lifelong_store" in tables:
@@ -176,9 +155,11 @@ class PostgresDB:
             else:
                 con.execute("SELECT pg_advisory_xact_lock(?)", (_LOCK_KEY,))  # workers may start together
                 if "runs" not in self._tables(con):
-                    for statement in _SCHEMA.split(";"):
-                        con.execute(statement)
-                    con.execute(unique_index)
+                    for statement in [*schema.split(";"), _VERSION_TABLE, unique_index]:
+                        for sqlite_type, postgres_type in _TYPES.items():
+                            statement = statement.replace(sqlite_type, postgres_type)
+                        if statement.strip():
+                            con.execute(statement)
                     con.execute("INSERT INTO lifelong_store (version) VALUES (?)", (current,))
                 version = self.version(con)
         if version > current:

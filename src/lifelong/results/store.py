@@ -146,7 +146,7 @@ class Store:
         if self._pg is not None:
             self.path, self.home, self.name, self.location = None, self._pg.folder, self._pg.name, self._pg.location
             self._prefix = f"{self._pg.database}-run"
-            self._version = self._pg.init_schema(create, SCHEMA_VERSION, _CONFIG_INDEX)
+            self._version = self._pg.init_schema(create, SCHEMA_VERSION, _SCHEMA, _CONFIG_INDEX)
             return
         path = Path(path)
         if path.is_dir():

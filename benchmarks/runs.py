@@ -14,6 +14,9 @@ import threading
 import time
 from pathlib import Path
 
+# Images in a run's facts (DGR's generated samples, FearNet's pseudo-examples): the report's, not the table's.
+IMAGES = {"generated", "pseudo_examples"}
+
 
 def command(opts: dict, verb: str = "run") -> str:
     """The shell command equivalent to ``opts``."""
@@ -50,7 +53,7 @@ def run_one(job: tuple) -> tuple[str, dict]:
         "bwt": result.bwt,
         "fwt": result.fwt,
         "R": result.R.tolist(),
-        "facts": {k: v for k, v in result.facts.items() if k != "generated"},
+        "facts": {k: v for k, v in result.facts.items() if k not in IMAGES},
         "capacity": result.capacity,
         "train_s": sum(result.timings["train_s"]),
         "train_s_per_task": list(result.timings["train_s"]),

@@ -12,7 +12,11 @@ Protocols (5 tasks of 2 classes; MLP 784-400-400; task-IL = one head per task by
 
 - van de Ven & Tolias: Adam lr 1e-3, batch 128, 2000 iterations per task — offline (``cumulative``:
   all data seen so far, their upper bound), ``lwf``, ``dgr``, ``dgr`` with ``distill`` (DGR+distill),
-  ``icarl`` with 2000 exemplars (class-IL only, as in their table).
+  ``icarl`` with 2000 exemplars (class-IL only, as in their table), and ``finetune`` (their "None").
+- FearNet (Kemker & Kanan 2018, arXiv 1711.10563; class-IL only, the scenario it is built for) under the
+  same schedule: a sleep after every task (its sleeps train the mPFC, the steps in between its BLA), the
+  weight of the mPFC's input reconstruction chosen on validation. ``fearnet-sleep2`` (a check, run only
+  when named) sleeps every second task, so that the HC and the BLA answer for the latest task.
 - Hsu et al.: 4 epochs per task, batch 128, SGD lr 0.01 for GEM — ``gem-hsu`` is their GEM: 1100 examples in
   all split over the tasks seen (``memory_policy=task-balanced``) and trained on besides the projection
   (``replay``), as their code does (agents/exp_replay.py: their GEM derives from their naive rehearsal);
@@ -60,11 +64,15 @@ PAPER = {
     "gem-hsu-code": (98.42, 96.16, 92.20),
     "gem-hsu-input": (98.42, 96.16, 92.20),
     "replay": (99.40, 95.16, 90.78),
+    "finetune": (87.19, 59.21, 19.90),  # van de Ven & Tolias's "None" (fine-tuning), Table 4
+    "fearnet": (None, None, None),  # Kemker & Kanan 2018 report CIFAR-100, CUB-200 and AudioSet, not MNIST
+    "fearnet-sleep2": (None, None, None),
 }
 SCENARIOS = ("task", "domain", "class")
 VAN_DE_VEN = {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "iterations": 2000}
 HSU = {"batch_size": 128, "epochs": 4}
 PROTOCOL = {
+    "finetune": ("finetune", VAN_DE_VEN, {}),
     "offline": ("cumulative", VAN_DE_VEN, {}),
     "lwf": ("lwf", VAN_DE_VEN, {}),
     "dgr": ("dgr", VAN_DE_VEN, {}),
@@ -77,6 +85,11 @@ PROTOCOL = {
         {"memory_size": 1100, "memory_policy": "task-balanced", "replay": True},
     ),
     "replay": ("replay", {**HSU, "optimizer": "adam", "lr": 1e-3}, {"memory_size": 1100}),
+    # FearNet (Kemker & Kanan 2018) trains under van de Ven & Tolias's schedule: its sleeps train the mPFC
+    # and the steps in between its BLA. Its defaults: a sleep after every task, a 64-d latent.
+    "fearnet": ("fearnet", VAN_DE_VEN, {}),
+    # A check: a sleep every second task, so that the HC and the BLA answer for the latest task.
+    "fearnet-sleep2": ("fearnet", VAN_DE_VEN, {"sleep_every": 2}),
     # A check, not a protocol of theirs: their loader mixes the new data with as many stored examples into
     # batches of 128, so an epoch has twice the steps of the new data alone. Batches of 64 new examples
     # (+ 64 stored, from ``replay``) give the same number of steps of the same 128-example make-up.
@@ -99,7 +112,7 @@ PROTOCOL = {
     ),
 }
 # Checks of the GEM gap run only when named (--methods gem-hsu-steps,gem-hsu-code,gem-hsu-input).
-CHECKS = ("gem-hsu-steps", "gem-hsu-code", "gem-hsu-input")
+CHECKS = ("gem-hsu-steps", "gem-hsu-code", "gem-hsu-input", "fearnet-sleep2")
 # The one setting tuned per method on the validation split (None: the protocol fixes everything).
 GRID = {
     "offline": None,
@@ -113,6 +126,10 @@ GRID = {
     "gem-hsu-code": ("margin", [0.0, 0.5, 1.0]),
     "gem-hsu-input": ("margin", [0.0, 0.5, 1.0]),
     "replay": None,
+    "finetune": None,
+    # The weight of the mPFC's input reconstruction decides how faithful its pseudo-examples are.
+    "fearnet": ("reconstruction", [100.0, 1000.0, 10000.0, 100000.0]),
+    "fearnet-sleep2": None,  # the check keeps fearnet's validated weight (10 000, FearNet's default)
 }
 TUNE_SEED, VALIDATION = 100, 0.1
 
@@ -183,8 +200,10 @@ def flags(scenario: str, method: str, data_dir: str, devices: dict, extra: dict)
 
 
 def pairs(scenarios, methods) -> list[tuple[str, str]]:
-    """(scenario, method) pairs to run: iCaRL only in class-IL, as in van de Ven & Tolias' table."""
-    return [(s, m) for s in scenarios for m in methods if not (m == "icarl" and s != "class")]
+    """(scenario, method) pairs to run: iCaRL only in class-IL, as in van de Ven & Tolias' table, and FearNet
+    only there too (built for class-IL; its one Gaussian per output unit cannot serve domain-IL)."""
+    class_only = ("icarl", "fearnet", "fearnet-sleep2")
+    return [(s, m) for s in scenarios for m in methods if not (m in class_only and s != "class")]
 
 
 def tuning_jobs(scenarios, methods, data_dir, devices) -> list[tuple]:

@@ -175,7 +175,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     why = not_resumable(row)
     if why:
         raise LifelongError(why)
-    exp, seed, spec = of_run(row, store.path)  # checks the settings and builds the data before taking the run over
+    exp, seed, spec = of_run(row, store.location)  # checks the settings and builds the data before taking the run over
     note = resume_note(exp, seed, spec, store.folder(run_id))
     store.resume(run_id, note)
     if not (args.quiet or args.json):
@@ -339,11 +339,12 @@ def _print_runs(exp, records: list[Record], quiet: bool) -> None:
 
 def _write_run_report(store, group: str, records: list[Record]) -> Path:
     finished = [(r.run_id, r.spec, r.result) for r in records if r.result is not None]
-    return _report(store, finished, store.path.parent / f"report-{group}")
+    return _report(store, finished, store.home / f"report-{group}")
 
 
 def _report(store, runs: list[tuple[int, str, Result]], out: Path, explicit: bool = False) -> Path:
-    """The Markdown + PNG report of recorded runs, with the importance plots their folders hold.
+    """The Markdown + PNG report of recorded runs, with the importance plots and loss landscapes their
+    folders hold.
     A report never replaces another: an --out folder that already holds one is refused, and a default
     folder that exists gets a numbered sibling."""
     from lifelong.experiment import IMPORTANCE_PLOT
@@ -360,8 +361,10 @@ def _report(store, runs: list[tuple[int, str, Result]], out: Path, explicit: boo
     first_run = {spec: run_id for run_id, spec, _ in reversed(runs)}  # one importance plot per method: its first seed
     plots = [(f"{spec} (run {i})", store.folder(i) / IMPORTANCE_PLOT) for spec, i in first_run.items()]
     plots = [(label, path) for label, path in plots if path.exists()]
+    drawn = [(f"{spec} (run {i})", store.folder(i) / "landscape") for i, spec, _ in runs]  # `lifelong landscape`
+    drawn = [(label, folder) for label, folder in drawn if (folder / "landscape.png").exists()]
     try:
-        return write_report([r for _, _, r in runs], out, importance_plots=plots)
+        return write_report([r for _, _, r in runs], out, importance_plots=plots, landscapes=drawn)
     except OSError as e:
         raise LifelongError(
             f"cannot write the report to {out} ({e.strerror or e}); give a writable --out folder"
@@ -393,7 +396,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if cfg["report"]:
         from lifelong.results import write_sweep_report
 
-        out = store.path.parent / f"report-{group}"
+        out = store.home / f"report-{group}"
         path = write_sweep_report(points, out, args.param, chance=points[0]["chance"])
         print(f"sweep report: {path}")
     if args.final:
@@ -479,6 +482,15 @@ def _facts_lines(facts: dict) -> list[str]:
             )
         ]
         lines.append("per task (validation): " + "; ".join(per_task))
+    if "statistics" in facts:  # FearNet
+        st, hc = facts["statistics"], facts["hc"]
+        lines.append(
+            f"long-term memory: statistics of {st['classes']} classes ({human(st['bytes'])}; their raw examples: "
+            f"{human(st['raw_bytes'])}); HC at its fullest: {hc['peak_samples']} examples ({human(hc['peak_bytes'])})"
+        )
+        sleeps = ", ".join(str(t + 1) for t in facts["sleeps"]) or "none"
+        chose = "; ".join(f"after task {b['after_task']}: HC {b['hc']}, mPFC {b['mpfc']}" for b in facts["bla"])
+        lines.append(f"sleeps after task {sleeps}" + (f"; the BLA chose {chose}" if chose else ""))
     return lines
 
 
@@ -510,7 +522,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise LifelongError(f"run {run_id} did not finish, so it has no results to report; leave it out")
         results.append(store.result(run_id))
     runs = [(run_id, r.config.get("method_spec") or r.method, r) for run_id, r in zip(ids, results, strict=True)]
-    default = store.path.parent / f"report-runs-{'-'.join(map(str, ids))}"
+    default = store.home / f"report-runs-{'-'.join(map(str, ids))}"
     print(_report(store, runs, Path(args.out) if args.out else default, explicit=bool(args.out)))
     return 0
 
@@ -637,6 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lifelong.sweep.commands import add_parser as add_sweep_parser  # lifelong sweep FILE (issue 12)
 
     add_sweep_parser(sub)
+    from lifelong.landscape.commands import add_parser as add_landscape_parser  # lifelong landscape (issue 13)
+
+    add_landscape_parser(sub)
     # `lifelong serve …` is parsed by lifelong.serve.cli (see _main): listed here for --help only
     sub.add_parser("serve", help="serve a model that keeps learning from feedback (`lifelong serve --help`)")
     return parser

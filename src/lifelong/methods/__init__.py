@@ -7,6 +7,7 @@ from lifelong.methods.base import Method
 from lifelong.methods.baselines import Cumulative, Finetune, Independent, Joint
 from lifelong.methods.memory.agem import AGEM
 from lifelong.methods.memory.dgr import DGR
+from lifelong.methods.memory.fearnet import FearNet
 from lifelong.methods.memory.gem import GEM
 from lifelong.methods.memory.icarl import ICaRL
 from lifelong.methods.memory.lamol import LAMOL
@@ -37,6 +38,7 @@ METHODS: dict[str, type[Method]] = {
         LwF,
         ICaRL,
         DGR,
+        FearNet,
         LAMOL,
         PNN,
         PackNet,
@@ -83,6 +85,7 @@ __all__ = [
     "LwF",
     "ICaRL",
     "DGR",
+    "FearNet",
     "LAMOL",
     "PNN",
     "PackNet",

@@ -88,9 +88,11 @@ def write_report(
     out_dir: str | Path,
     title: str = "Lifelong learning report",
     importance_plots: Sequence[tuple[str, Path]] = (),
+    landscapes: Sequence[tuple[str, Path]] = (),
 ) -> Path:
     """Write ``report.md`` and its PNG figures into ``out_dir``; returns the path of report.md.
-    ``importance_plots``: (label, PNG path) of regularisation methods' importances (plot_importance)."""
+    ``importance_plots``: (label, PNG path) of regularisation methods' importances (plot_importance).
+    ``landscapes``: (label, folder) of `lifelong landscape` reports kept in the runs' folders."""
     if not results:
         raise ValueError("write_report needs at least one Result")
     out = Path(out_dir)
@@ -130,6 +132,7 @@ def write_report(
         lines += (
             _projection_section(entries) + _generated_section(entries, out, slug) + _pseudo_samples_section(entries)
         )
+        lines += _fearnet_section(entries, out, slug)
         for k, entry in enumerate(entries, start=1):
             lines += ["", f"### {entry.label}: accuracy matrix R", ""]
             lines += _r_matrix_section(entry)
@@ -140,6 +143,16 @@ def write_report(
         lines += ["Importance Ω accumulated over all tasks, per layer, and per input pixel of the first layer."]
         for label, path in importance_plots:
             lines += ["", f"![importance: {label}]({os.path.relpath(path, out)})"]
+    if landscapes:
+        lines += ["", "## Why forgetting happens, drawn: the loss landscape (`lifelong landscape`)"]
+        for label, folder in landscapes:
+            link = os.path.relpath(folder, out)
+            lines += [
+                "",
+                f"{label}: [its report]({link}/report.md)",
+                "",
+                f"![loss landscape: {label}]({link}/landscape.png)",
+            ]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return report
@@ -249,6 +262,9 @@ def _memory_section(entries: list[_Entry]) -> list[str]:
                 "memory": "examples (episodic memory)",
                 "models": f"{count} model cop{'y' if count == 1 else 'ies'}",
                 "generator": f"a generator ({first.get('parameters', 0):,} parameters)",
+                "statistics": f"class statistics ({first.get('classes')} classes: mean and covariance of a "
+                f"{first.get('latent')}-d code)",
+                "hc": "recent examples (FearNet's HC, at its fullest)",
             }[kind]
             samples, size = (
                 _mean_sd([x[key] for x in runs if x.get(key) is not None])[0] for key in ("samples", "bytes")
@@ -280,6 +296,9 @@ def _kept(facts: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         kept["models"] = {"count": facts["stored_models"], "bytes": facts.get("bytes")}
     if "generator" in facts:
         kept["generator"] = facts["generator"]
+    if "statistics" in facts:  # FearNet: the long-term memory, and the HC at its fullest
+        kept["statistics"] = {**facts["statistics"], "samples": None}
+        kept["hc"] = {"samples": facts["hc"]["peak_samples"], "bytes": facts["hc"]["peak_bytes"]}
     return kept
 
 
@@ -428,6 +447,43 @@ def _pseudo_samples_section(entries: list[_Entry]) -> list[str]:
                 "",
             ]
             lines += ["```", *(f"[{task}, before {during}] {text}" for during, task, text in shown[:12]), "```"]
+    return lines
+
+
+def _fearnet_section(entries: list[_Entry], out: Path, slug: str) -> list[str]:
+    """For FearNet (its first seed): what its two memories hold, how often the BLA sent the test inputs to
+    each, and a grid of pseudo-examples decoded from each class's statistics: what the mPFC "remembers"
+    of a class it keeps no example of (Kemker & Kanan 2018)."""
+    lines = []
+    for k, e in enumerate(entries, start=1):
+        run = next((r for r in e.results if "pseudo_examples" in r.facts and "statistics" in r.facts), None)
+        if run is None:
+            continue
+        stats, held, seed = run.facts["statistics"], run.facts["hc"], run.config.get("train", {}).get("seed")
+        sleeps = ", ".join(str(t + 1) for t in run.facts["sleeps"]) or "none"
+        lines += ["", f"### {e.label}: FearNet's memories", ""]
+        lines += [
+            f"Long-term memory (mPFC): the statistics of {stats['classes']} classes, {human(stats['bytes'])}, where "
+            f"their {stats['examples']:,} training examples would take {human(stats['raw_bytes'])}; the HC held at "
+            f"most {held['peak_samples']:,} recent examples ({human(held['peak_bytes'])}); sleeps after task "
+            f"{sleeps} (seed {seed})."
+        ]
+        if run.facts["bla"]:
+            lines += ["", "Which memory answered the test inputs of the tasks learned so far (the BLA's ψ rule), "]
+            lines += ["and how often it was the memory that holds the input's class:", ""]
+            rows = [
+                [str(b["after_task"]), f"{b['hc']:,}", f"{b['mpfc']:,}", _pct(b["right"] / max(b["hc"] + b["mpfc"], 1))]
+                for b in run.facts["bla"]
+            ]
+            lines += _md_table(["after task", "HC answered", "mPFC answered", "right memory (%)"], rows)
+        shown = run.facts["pseudo_examples"]
+        if shown["images"]:
+            generated = {"input_shape": shown["input_shape"], "after_task": shown["images"]}
+            names = [f"class {c}" for c in shown["classes"]]
+            title = f"{e.label}: pseudo-examples decoded from each class's statistics"
+            figure = _generated_figure(generated, names, title)
+            path = _save(figure, out / f"{slug}-{k}-{_slug(e.label)}-pseudo-examples.png")
+            lines += ["", f"![Pseudo-examples of each class decoded by {e.label}]({path.name})"]
     return lines
 
 

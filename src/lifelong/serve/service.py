@@ -439,8 +439,8 @@ def _model_config(config: dict | None, run: int | None, store_path) -> tuple[dic
         from lifelong.results.store import DEFAULT_PATH
         from lifelong.results.store import Store as Runs
 
-        row = Runs(store_path or DEFAULT_PATH, create=False).get(run)
-        given, source = dict(row["config"] or {}), f"run {run} of {store_path or DEFAULT_PATH}"
+        runs = Runs(store_path or DEFAULT_PATH, create=False)
+        given, source = dict(runs.get(run)["config"] or {}), f"run {run} of {runs.name}"  # a URL without its password
         warn(
             f"the results store keeps no weights: serving run {run}'s model freshly initialised from its config "
             f"(seed {given.get('seed')}), not its trained weights"

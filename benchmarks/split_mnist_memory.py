@@ -14,9 +14,10 @@ Protocols (5 tasks of 2 classes; MLP 784-400-400; task-IL = one head per task by
   all data seen so far, their upper bound), ``lwf``, ``dgr``, ``dgr`` with ``distill`` (DGR+distill),
   ``icarl`` with 2000 exemplars (class-IL only, as in their table), and ``finetune`` (their "None").
 - FearNet (Kemker & Kanan 2018, arXiv 1711.10563; class-IL only, the scenario it is built for) under the
-  same schedule: a sleep after every task (its sleeps train the mPFC, the steps in between its BLA), the
-  weight of the mPFC's input reconstruction chosen on validation. ``fearnet-sleep2`` (a check, run only
-  when named) sleeps every second task, so that the HC and the BLA answer for the latest task.
+  same schedule: a sleep every second task, its default (its sleeps train the mPFC, the steps in between
+  its BLA), so that the HC and the BLA answer for the tasks since the last sleep. ``fearnet-sleep1`` (a
+  check, run only when named) sleeps after every task, so that the mPFC alone answers; the weight of the
+  mPFC's input reconstruction is chosen on validation there, and ``fearnet`` keeps it.
 - Hsu et al.: 4 epochs per task, batch 128, SGD lr 0.01 for GEM — ``gem-hsu`` is their GEM: 1100 examples in
   all split over the tasks seen (``memory_policy=task-balanced``) and trained on besides the projection
   (``replay``), as their code does (agents/exp_replay.py: their GEM derives from their naive rehearsal);
@@ -66,7 +67,7 @@ PAPER = {
     "replay": (99.40, 95.16, 90.78),
     "finetune": (87.19, 59.21, 19.90),  # van de Ven & Tolias's "None" (fine-tuning), Table 4
     "fearnet": (None, None, None),  # Kemker & Kanan 2018 report CIFAR-100, CUB-200 and AudioSet, not MNIST
-    "fearnet-sleep2": (None, None, None),
+    "fearnet-sleep1": (None, None, None),
 }
 SCENARIOS = ("task", "domain", "class")
 VAN_DE_VEN = {"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "iterations": 2000}
@@ -86,10 +87,12 @@ PROTOCOL = {
     ),
     "replay": ("replay", {**HSU, "optimizer": "adam", "lr": 1e-3}, {"memory_size": 1100}),
     # FearNet (Kemker & Kanan 2018) trains under van de Ven & Tolias's schedule: its sleeps train the mPFC
-    # and the steps in between its BLA. Its defaults: a sleep after every task, a 64-d latent.
-    "fearnet": ("fearnet", VAN_DE_VEN, {}),
-    # A check: a sleep every second task, so that the HC and the BLA answer for the latest task.
-    "fearnet-sleep2": ("fearnet", VAN_DE_VEN, {"sleep_every": 2}),
+    # and the steps in between its BLA. Its defaults: a sleep every second task (so that the HC and the BLA
+    # answer for the tasks since the last sleep), a 64-d latent.
+    "fearnet": ("fearnet", VAN_DE_VEN, {"sleep_every": 2}),
+    # A check: a sleep after every task, so that the mPFC alone answers; the input reconstruction's weight
+    # is chosen on validation here, and fearnet keeps it.
+    "fearnet-sleep1": ("fearnet", VAN_DE_VEN, {"sleep_every": 1}),
     # A check, not a protocol of theirs: their loader mixes the new data with as many stored examples into
     # batches of 128, so an epoch has twice the steps of the new data alone. Batches of 64 new examples
     # (+ 64 stored, from ``replay``) give the same number of steps of the same 128-example make-up.
@@ -112,7 +115,7 @@ PROTOCOL = {
     ),
 }
 # Checks of the GEM gap run only when named (--methods gem-hsu-steps,gem-hsu-code,gem-hsu-input).
-CHECKS = ("gem-hsu-steps", "gem-hsu-code", "gem-hsu-input", "fearnet-sleep2")
+CHECKS = ("gem-hsu-steps", "gem-hsu-code", "gem-hsu-input", "fearnet-sleep1")
 # The one setting tuned per method on the validation split (None: the protocol fixes everything).
 GRID = {
     "offline": None,
@@ -128,8 +131,8 @@ GRID = {
     "replay": None,
     "finetune": None,
     # The weight of the mPFC's input reconstruction decides how faithful its pseudo-examples are.
-    "fearnet": ("reconstruction", [100.0, 1000.0, 10000.0, 100000.0]),
-    "fearnet-sleep2": None,  # the check keeps fearnet's validated weight (10 000, FearNet's default)
+    "fearnet": None,  # keeps the weight chosen under fearnet-sleep1 (10 000, FearNet's default)
+    "fearnet-sleep1": ("reconstruction", [100.0, 1000.0, 10000.0, 100000.0]),
 }
 TUNE_SEED, VALIDATION = 100, 0.1
 
@@ -202,7 +205,7 @@ def flags(scenario: str, method: str, data_dir: str, devices: dict, extra: dict)
 def pairs(scenarios, methods) -> list[tuple[str, str]]:
     """(scenario, method) pairs to run: iCaRL only in class-IL, as in van de Ven & Tolias' table, and FearNet
     only there too (built for class-IL; its one Gaussian per output unit cannot serve domain-IL)."""
-    class_only = ("icarl", "fearnet", "fearnet-sleep2")
+    class_only = ("icarl", "fearnet", "fearnet-sleep1")
     return [(s, m) for s in scenarios for m in methods if not (m in class_only and s != "class")]
 
 

@@ -7,6 +7,7 @@ one never stopped, and the command line end to end."""
 import json
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from scipy import stats
 import lifelong as ll
 from lifelong.checkpoint.graph import capture
 from lifelong.cli import main
-from lifelong.errors import LifelongError
+from lifelong.errors import LifelongError, LifelongWarning
 from lifelong.methods.memory.fearnet import FearNet, hc
 from lifelong.methods.memory.fearnet.bla import use_hc
 from lifelong.methods.memory.fearnet.mpfc import factors
@@ -98,7 +99,7 @@ def codes_by_hand(mpfc, x):
 
 def test_stored_statistics_are_the_mean_and_covariance_of_the_class_latent_codes():
     s = stream(2)
-    method = FearNet(**SMALL)
+    method = FearNet(sleep_every=1, **SMALL)
     run(s, method)
     assert method.sleeps == [0, 1] and method.classes == list(range(10))
     last = s.tasks[1]  # consolidated by the last sleep: its statistics are those of the final encoder
@@ -303,3 +304,16 @@ def test_bad_settings_and_models_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(LifelongError) as error:
         ll.fit(s, torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, s.n_classes)), FearNet(), iterations=1)
     assert "\n" not in str(error.value) and "hidden" in str(error.value)
+
+
+def test_sgd_with_the_adam_tuned_reconstruction_weight_is_warned_once_before_training():
+    s = stream(2)
+    with pytest.warns(
+        LifelongWarning, match=r"tuned for Adam and makes SGD diverge; use optimizer=adam lr=0\.001"
+    ) as seen:
+        ll.fit(s, mlp(s), FearNet(latent=4, bla_units=8), iterations=1, optimizer="sgd", lr=1e-6)
+    assert sum("tuned for Adam" in str(w.message) for w in seen) == 1  # once, not once per task
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LifelongWarning)  # small weights under SGD, or Adam: no warning
+        ll.fit(s, mlp(s), FearNet(**SMALL), iterations=1, optimizer="sgd", lr=0.01)
+        ll.fit(s, mlp(s), FearNet(latent=4, bla_units=8), iterations=1, optimizer="adam", lr=1e-3)

@@ -84,6 +84,20 @@ class Settings:
         if self.device != "cpu" and not (str(self.device).startswith("cuda") and torch.cuda.is_available()):
             raise LifelongError(f"device {self.device!r} is not available here; use {option('device')} cpu")
 
+    def schedule(self, n: int) -> tuple[int, int]:
+        """(epochs, optimizer steps) of a training stage of ``n`` samples: ``iterations`` steps over as many
+        epochs as they need when set (the last one cut short), else ``epochs`` full passes."""
+        per_epoch = math.ceil(n / self.batch_size)
+        if self.iterations is None:
+            return self.epochs, self.epochs * per_epoch
+        return math.ceil(self.iterations / per_epoch), self.iterations
+
+    def lr_at(self, epoch: int) -> float:
+        """The lr of a stage's epoch ``epoch`` under the step schedule (``lr_decay_every``; lr when unset)."""
+        if self.lr_decay_every is None:
+            return self.lr
+        return self.lr * self.lr_decay ** (max(epoch - self.lr_decay_start, 0) // self.lr_decay_every)
+
 
 def make_optimizer(params, s: Settings) -> torch.optim.Optimizer:
     if s.optimizer == "adam":
@@ -281,14 +295,12 @@ def fit(
             method.on_optimizer(optimizer)  # once per task at most: e.g. the regularisers' proximal step
 
         n = len(y)
-        per_epoch = math.ceil(n / s.batch_size)
-        n_epochs = s.epochs if s.iterations is None else math.ceil(s.iterations / per_epoch)
-        remaining = s.iterations if s.iterations is not None else n_epochs * per_epoch
+        n_epochs, remaining = s.schedule(n)
         losses.append([])
         for epoch in range(n_epochs):
             if s.lr_decay_every is not None:  # each task starts from lr: its schedule counts its own epochs
                 for group in optimizer.param_groups:
-                    group["lr"] = s.lr * s.lr_decay ** (max(epoch - s.lr_decay_start, 0) // s.lr_decay_every)
+                    group["lr"] = s.lr_at(epoch)
             if hasattr(model, "start_epoch"):  # a model with a schedule of its own (the memory network's)
                 model.start_epoch(epoch)
             order = torch.randperm(n, generator=batches_g).to(s.device)

@@ -82,7 +82,7 @@ def draw(
     data = grid_module.task_data(stream, eval_samples, eval_split, s.seed)  # checks samples and split before training
     torch.manual_seed(s.seed)  # the initialisation is part of what the seed fixes (as `lifelong run`)
     init = copy.deepcopy(model) if model is not None else MLP(stream.input_size, list(hidden), stream.n_classes)
-    steps = _steps(stream.tasks[1], s)
+    steps = s.schedule(len(stream.tasks[1].train_y))[1]  # fit()'s steps on task 2
     every = every or auto_every(steps)
     _check_paths_fit(2 * (steps // every) * sum(p.numel() for p in init.parameters()) * 4, every)
 
@@ -206,12 +206,6 @@ def _first_two(stream: Stream) -> Stream:
         warn(f"the landscape is drawn for the stream's first two tasks; {rest} more {verb} left out")
         stream = dataclasses.replace(stream, tasks=stream.tasks[:2])
     return stream
-
-
-def _steps(task, s: Settings) -> int:
-    """Optimizer steps fit() takes on ``task`` (see fit's loop)."""
-    per_epoch = math.ceil(len(task.train_y) / s.batch_size)
-    return s.iterations if s.iterations is not None else s.epochs * per_epoch
 
 
 def _train(stream: Stream, init: nn.Module, method: Method, s: Settings, steps: int, every: int):

@@ -457,7 +457,9 @@ class Store:
     def _select(self, con) -> str:
         """The columns get()/runs() read; an older store (read, never upgraded by reading) lacks those added
         since."""
-        version = self._pg.version(con) if self._pg is not None else con.execute("PRAGMA user_version").fetchone()[0]
+        # PostgreSQL stores are made at the current version: no query per read. A SQLite file may have been
+        # upgraded by another process since this one opened it.
+        version = self._version if self._pg is not None else con.execute("PRAGMA user_version").fetchone()[0]
         since = {name: 2 for name in _ADDED_IN_2} | {name: 3 for name in _ADDED_IN_3}
         added = [name if version >= since[name] else f"NULL AS {name}" for name in since]
         return ", ".join([*_COLUMNS, *added])

@@ -177,15 +177,13 @@ def _train(streams, shared, stacked, models, methods, hooks, each, progress, on_
             optimizer = make_optimizer(stacked.params, s)
             hooks.on_optimizer(s)
 
-        per_epoch = math.ceil(n / s.batch_size)
-        n_epochs = s.epochs if s.iterations is None else math.ceil(s.iterations / per_epoch)
-        remaining = s.iterations if s.iterations is not None else n_epochs * per_epoch
+        n_epochs, remaining = s.schedule(n)
         for k in range(S):
             losses[k].append([])
         for epoch in range(n_epochs):
             if s.lr_decay_every is not None:
                 for group in optimizer.param_groups:
-                    group["lr"] = s.lr * s.lr_decay ** (max(epoch - s.lr_decay_start, 0) // s.lr_decay_every)
+                    group["lr"] = s.lr_at(epoch)
             orders = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)
             batches = orders.split(s.batch_size, dim=1)[:remaining]
             remaining -= len(batches)

@@ -234,11 +234,13 @@ class FearNet(Method):
         """The batch of the task, plus examples of the HC's earlier tasks in proportion to their size."""
         if not self._older:
             return x, y
-        sizes = torch.tensor([len(b) for b, _ in self._older])
-        n = max(1, round(len(y) * int(sizes.sum()) / len(self._hc_y[-1])))
-        rows = torch.randint(int(sizes.sum()), (n,), generator=self._generator)
-        block = torch.searchsorted(sizes.cumsum(0), rows, right=True)
-        start = sizes.cumsum(0) - sizes
+        sizes = torch.tensor([len(b) for b, _ in self._older])  # a few blocks: cheaper than keeping it in sync
+        ends = sizes.cumsum(0)
+        total = int(ends[-1])
+        n = max(1, round(len(y) * total / len(self._hc_y[-1])))
+        rows = torch.randint(total, (n,), generator=self._generator)
+        block = torch.searchsorted(ends, rows, right=True)
+        start = ends - sizes
         xs, ys = [x], [y]
         for b in block.unique().tolist():
             idx = (rows[block == b] - start[b]).to(x.device)

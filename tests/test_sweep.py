@@ -50,6 +50,7 @@ def sweep_json(capsys, *args) -> tuple[int, list[dict]]:
         ({"grid": {"optimizer": ["sgd", "adamw"]}}, r"grid\.optimizer: 'adamw' is not one of: sgd, adam"),
         ({"fixed": {"lr": float("nan")}}, r"fixed\.lr: nan: give finite numbers"),
         ({"fixed": {"method": "ewc"}}, r"fixed\.method: not a setting here; list methods under methods:"),
+        ({"fixed": {"vectorize": True}}, r"fixed\.vectorize: not a setting here; a sweep trains each run alone"),
         ({"fixed": {"task_order": [1, 0]}}, r"fixed\.task_order: .* list task orders under orders:"),
         ({"fixed": {"lrr": 0.1}}, r"fixed\.lrr: unknown setting; `lifelong list` shows every run option"),
         ({"fixed": {"lr": 0.1}, "grid": {"lr": [0.2]}}, r"lr is under both fixed: and grid:"),

@@ -25,7 +25,6 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-SCOPES = ("predict", "feedback", "admin")
 READ = "read"  # any valid key
 KEYS_HINT = "create one with `lifelong serve keys create --scope {scope}`"
 

@@ -79,6 +79,7 @@ from torch import nn
 
 from lifelong import methods
 from lifelong.data.task import Stream, Task
+from lifelong.errors import option
 from lifelong.serve import method_state, weights
 from lifelong.serve.errors import ServeError
 from lifelong.serve.replay_l2 import NAME as DEFAULT_METHOD
@@ -277,12 +278,13 @@ class Learner:
         tasks = {t["id"]: t["name"] for t in self.store.tasks()}
         shape = self.stream.input_shape
         with self._lock:
+            # Every task the store has, in its order, also one opened without feedback yet (open_task): the
+            # newest is the current one.
+            for t in sorted(tasks):
+                if t not in self._task_index:
+                    self._add_task(t, tasks[t])
             for task_id in sorted({r.task for r in rows}):
                 mine = [r for r in rows if r.task == task_id]
-                if task_id not in self._task_index:
-                    for t in sorted(tasks):  # every task up to this one, in the store's order
-                        if t <= task_id and t not in self._task_index:
-                            self._add_task(t, tasks[t])
                 task = self.stream.tasks[self._task_index[task_id]]
                 for guard in (False, True):
                     part = [r for r in mine if r.guard == guard]
@@ -296,10 +298,6 @@ class Learner:
                     else:
                         task.train_x, task.train_y = torch.cat([task.train_x, x]), torch.cat([task.train_y, y])
             self._loaded.update(r.id for r in rows)
-        # a task opened without feedback yet is still a task (open_task): the newest is the current one
-        for t in sorted(tasks):
-            if t not in self._task_index:
-                self._add_task(t, tasks[t])
 
     def _add_task(self, task_id: int, name: str) -> None:
         empty_x = torch.empty((0, *self.stream.input_shape))
@@ -333,7 +331,7 @@ class Learner:
         self.store.set_guard(parent, before)
         promote, reason = decide(before, guard, task.name, s.max_forgetting)
         if not math.isfinite(info.pop("loss", 0.0)):
-            promote, reason = False, f"training diverged (loss not finite); lower the learner's {_opt('lr')}"
+            promote, reason = False, f"training diverged (loss not finite); lower the learner's {option('lr')}"
         files = self._save(version, model, method, info)
         with self.service.swap_lock:
             promoted = self.store.finish_version(
@@ -493,9 +491,3 @@ def _weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
-
-
-def _opt(name: str) -> str:
-    from lifelong.errors import option
-
-    return option(name)

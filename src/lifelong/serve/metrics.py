@@ -58,8 +58,6 @@ class ServiceCollector:
         )
         for key, (name, help_text) in COUNTS.items():
             value = state.get(key)
-            if isinstance(value, list | tuple | dict):
-                value = len(value)
             if isinstance(value, int | float):
                 yield GaugeMetricFamily(f"lifelong_serve_{name}", help_text, value=value)
         learner = str(state.get("learner", "")).split(":")[0].strip()

@@ -80,6 +80,3 @@ class ReplayL2(Method):
 
     def facts(self) -> dict:
         return self.replay.facts()
-
-    def settings(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

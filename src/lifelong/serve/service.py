@@ -326,27 +326,12 @@ class Service:
         """Serve again the version served before the current one (the current one is retired)."""
         with self.swap_lock:
             current, _ = self._serving
-            previous = self._previous(current)
+            previous = self.store.previous_serving(current)  # checked before its weights are loaded
             model = self.load_version(previous)
             retired, now = self.store.rollback(expect=current)
             self.swap(now, model)
         self.learner.wake()
         return {"version": now, "retired": retired}
-
-    def _previous(self, current: int) -> int:
-        """The version a rollback would serve (checked before its weights are loaded)."""
-        import sqlalchemy as sa
-
-        from lifelong.serve.store import SERVING
-
-        with self.store.read() as con:
-            rows = con.execute(
-                sa.select(SERVING.c.version).where(SERVING.c.undone.is_(False)).order_by(SERVING.c.seq.desc())
-            ).all()
-        earlier = [v for (v,) in rows[1:] if v != current]
-        if not earlier:
-            raise Conflict(f"version {current} is the first version served; there is none before it to roll back to")
-        return earlier[0]
 
     def state(self) -> dict:
         """{"version", "backlog", "learner", "tasks", "feedback", "versions", "promoted", "rejected", ...}"""

@@ -430,20 +430,32 @@ class Store:
         con.execute(VERSIONS.update().where(VERSIONS.c.id == version).values(status="serving"))
         con.execute(SERVING.insert().values(version=version, at=time.time(), how=how, undone=False))
 
+    def previous_serving(self, current: int) -> int:
+        """The version a rollback from ``current`` would serve (to load its weights before rolling back)."""
+        with self.read() as con:
+            return self._previous(self._serving_history(con), current).version
+
+    @staticmethod
+    def _serving_history(con: sa.Connection) -> list:
+        """The entries of the serving history not undone, newest first: (seq, version)."""
+        query = sa.select(SERVING.c.seq, SERVING.c.version).where(SERVING.c.undone.is_(False))
+        return con.execute(query.order_by(SERVING.c.seq.desc())).all()
+
+    @staticmethod
+    def _previous(entries: list, current: int):
+        previous = next((e for e in entries[1:] if e.version != current), None)
+        if previous is None:
+            raise Conflict(f"version {current} is the first version served; there is none before it to roll back to")
+        return previous
+
     def rollback(self, expect: int) -> tuple[int, int]:
         """Undo the current entry of the serving history: the version served before it serves again and
         the current one is retired. Returns (retired, now serving)."""
         with self.write() as con:
-            entries = con.execute(
-                sa.select(SERVING.c.seq, SERVING.c.version)
-                .where(SERVING.c.undone.is_(False))
-                .order_by(SERVING.c.seq.desc())
-            ).all()
+            entries = self._serving_history(con)
             if not entries or entries[0].version != expect:
                 raise Conflict("the serving version changed meanwhile; look at the versions and try again")
-            previous = next((e for e in entries[1:] if e.version != expect), None)
-            if previous is None:
-                raise Conflict(f"version {expect} is the first version served; there is none before it to roll back to")
+            previous = self._previous(entries, expect)
             undo = [e.seq for e in entries if e.seq > previous.seq]
             con.execute(SERVING.update().where(SERVING.c.seq.in_(undo)).values(undone=True))
             con.execute(VERSIONS.update().where(VERSIONS.c.id == expect).values(status="retired"))

@@ -52,6 +52,7 @@ OWN_KEYS = {  # run options that the sweep sets through its own keys: where each
     "task_order": "list task orders under orders:",
     "store": "give the store on the command line (--store)",
     "report": "a sweep writes no report; compare its runs with `lifelong compare --group`",
+    "vectorize": "a sweep trains each run alone (its workers are the parallelism); remove it",
 }
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_DRAWS_PER_SAMPLE = 1000  # random search: tries per configuration before the space is taken as too small

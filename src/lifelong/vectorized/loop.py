@@ -83,9 +83,8 @@ def fit_seeds(
         warn(caveat)
     for st, model in zip(streams, models, strict=True):
         check_model(model, st)
-    streams = [_on_device(st, base.device) for st in streams]
-    if shared:
-        streams = [streams[0]] * S
+    # One stream for every seed is moved to the device once (S copies would cost S times its memory).
+    streams = [_on_device(streams[0], base.device)] * S if shared else [_on_device(st, base.device) for st in streams]
     models = [m.to(base.device) for m in models]
     stacked = StackedMLP(models)  # rebinds each model's parameters to views of the stacked ones
     for seed, m, model, st in zip(seeds, methods, models, streams, strict=True):
